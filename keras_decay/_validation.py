@@ -59,7 +59,9 @@ def check_float(
     value = float(value)
     if not math.isfinite(value):
         _fail(ValueError, name, expected, value)
-    if low is not None and (value < low or (value == low and not low_inclusive)):
+    if low is not None and (
+        value < low or (value == low and not low_inclusive)
+    ):
         _fail(ValueError, name, expected, value)
     if high is not None and (
         value > high or (value == high and not high_inclusive)

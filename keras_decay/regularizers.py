@@ -5,13 +5,13 @@ gradient is `2 * l2 * w` and `l2` is not the "weight decay" coefficient that
 PyTorch, Caffe, D2L and Nielsen's book talk about. The classes here are
 parameterised by that coefficient:
 
-| class                    | penalty                    | gradient               |
-| ------------------------ | -------------------------- | ---------------------- |
-| `WeightDecay(rate)`      | `rate / 2 * sum(w**2)`     | `rate * w`             |
-| `WeightDecay(rate, n)`   | `rate / (2n) * sum(w**2)`  | `rate / n * w`         |
-| `L1Decay(rate)`          | `rate * sum(abs(w))`       | `rate * sign(w)`       |
-| `L1Decay(rate, n)`       | `rate / n * sum(abs(w))`   | `rate / n * sign(w)`   |
-| `ElasticDecay(l1, l2)`   | the sum of the two above   | the sum of the two     |
+| class                  | penalty                   | gradient           |
+| ---------------------- | ------------------------- | ------------------ |
+| `WeightDecay(rate)`    | `rate / 2 * sum(w**2)`    | `rate * w`         |
+| `WeightDecay(rate, n)` | `rate / (2n) * sum(w**2)` | `rate / n * w`     |
+| `L1Decay(rate)`        | `rate * sum(abs(w))`      | `rate * sign(w)`   |
+| `L1Decay(rate, n)`     | `rate / n * sum(abs(w))`  | `rate / n * sign(w)` |
+| `ElasticDecay(l1, l2)` | the sum of the two above  | the sum of the two |
 
 `sign(0) = 0`: a weight that is exactly zero gets no L1 gradient.
 

@@ -1,0 +1,111 @@
+"""keras_decay.conventions.convert, checked through the gradients it equates."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_decay.conventions import CONVENTIONS
+from keras_decay.conventions import convert
+from keras_decay.regularizers import WeightDecay
+
+
+def _gradient(regularizer, w):
+    variable = keras.Variable(w)
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        penalty = regularizer(variable)
+    return tape.gradient(penalty, variable.value).numpy()
+
+
+def test_keras_l2_and_weight_decay_give_the_same_gradient():
+    w = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
+    l2 = convert(5e-4, "weight_decay", "keras_l2")
+    np.testing.assert_allclose(l2, 2.5e-4, rtol=1e-15)
+    np.testing.assert_allclose(
+        _gradient(keras.regularizers.L2(l2), w),
+        _gradient(WeightDecay(5e-4), w),
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+        _gradient(WeightDecay(5e-4), w), 5e-4 * w, rtol=1e-6
+    )
+
+
+def test_nielsen_and_weight_decay_give_the_same_gradient():
+    w = np.random.default_rng(1).normal(size=(4, 3)).astype("float32")
+    n = 50000
+    wd = convert(5.0, "nielsen", "weight_decay", num_examples=n)
+    np.testing.assert_allclose(wd, 5.0 / n, rtol=1e-15)
+    np.testing.assert_allclose(
+        _gradient(WeightDecay(5.0, num_examples=n), w),
+        _gradient(WeightDecay(wd), w),
+        rtol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("source", CONVENTIONS)
+@pytest.mark.parametrize("target", CONVENTIONS)
+def test_round_trip_is_identity(source, target):
+    n = 1000 if "nielsen" in (source, target) else None
+    there = convert(0.3, source, target, num_examples=n)
+    back = convert(there, target, source, num_examples=n)
+    np.testing.assert_allclose(back, 0.3, rtol=1e-15)
+
+
+def test_table_of_values():
+    # gradient coefficient wd = 2 * l2 = lam / n
+    assert convert(1e-4, "keras_l2", "weight_decay") == pytest.approx(2e-4)
+    assert convert(1e-4, "keras_l2", "nielsen", num_examples=100) == (
+        pytest.approx(2e-2)
+    )
+    assert convert(3.0, "nielsen", "keras_l2", num_examples=10) == (
+        pytest.approx(0.15)
+    )
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, error, message",
+    [
+        (
+            (-1.0, "keras_l2", "nielsen"),
+            {"num_examples": 3},
+            ValueError,
+            "Received: value=-1.0",
+        ),
+        (
+            ("x", "keras_l2", "weight_decay"),
+            {},
+            TypeError,
+            "Received: value='x'",
+        ),
+        (
+            (1.0, "pytorch", "keras_l2"),
+            {},
+            ValueError,
+            "Received: source='pytorch'",
+        ),
+        ((1.0, "keras_l2", "L2"), {}, ValueError, "Received: target='L2'"),
+        (
+            (1.0, "keras_l2", "nielsen"),
+            {},
+            ValueError,
+            "Received: num_examples=None",
+        ),
+        (
+            (1.0, "keras_l2", "weight_decay"),
+            {"num_examples": 10},
+            ValueError,
+            "Received: num_examples=10",
+        ),
+        (
+            (1.0, "nielsen", "keras_l2"),
+            {"num_examples": 0},
+            ValueError,
+            "Received: num_examples=0",
+        ),
+    ],
+)
+def test_bad_arguments(args, kwargs, error, message):
+    with pytest.raises(error, match=message + "$"):
+        convert(*args, **kwargs)
