@@ -38,6 +38,16 @@ def _as_float32(x):
     return x
 
 
+def _sum_abs(x):
+    """`sum(abs(x))` whose gradient is `sign(x)` with `sign(0) = 0`.
+
+    `x * sign(x)` equals `abs(x)` exactly; stopping the gradient through
+    `sign` makes the gradient `sign(x)` on every backend (JAX's own `abs`
+    has gradient 1 at 0).
+    """
+    return ops.sum(x * ops.stop_gradient(ops.sign(x)))
+
+
 def _check_num_examples(num_examples):
     return check_optional(check_positive_int, num_examples, "num_examples")
 
@@ -127,7 +137,7 @@ class L1Decay(_DecayRegularizer):
     def __call__(self, x):
         x = _as_float32(x)
         coefficient = self.rate / self._divisor
-        return ops.cast(coefficient, x.dtype) * ops.sum(ops.absolute(x))
+        return ops.cast(coefficient, x.dtype) * _sum_abs(x)
 
     def get_config(self):
         return {"rate": self.rate, "num_examples": self.num_examples}
@@ -163,7 +173,7 @@ class ElasticDecay(_DecayRegularizer):
         x = _as_float32(x)
         l1 = ops.cast(self.l1 / self._divisor, x.dtype)
         l2 = ops.cast(self.l2 / (2.0 * self._divisor), x.dtype)
-        return l1 * ops.sum(ops.absolute(x)) + l2 * ops.sum(ops.square(x))
+        return l1 * _sum_abs(x) + l2 * ops.sum(ops.square(x))
 
     def get_config(self):
         return {"l1": self.l1, "l2": self.l2, "num_examples": self.num_examples}
