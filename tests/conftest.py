@@ -1,11 +1,44 @@
-"""Shared test set-up: quiet TensorFlow, a clean Keras session per test."""
+"""Shared test set-up: quiet TensorFlow, two CPU devices, a clean session.
+
+Two CPU devices are made before any backend starts, so that distribution
+tests run on a real engine in this process: two logical CPU devices for
+`tf.distribute.MirroredStrategy`, two host devices for JAX's
+`keras.distribution.DataParallel`. Everything else runs on the first device,
+as it would without them.
+"""
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
+
+NUM_CPU_DEVICES = 2
+
+if keras.backend.backend() == "tensorflow":
+    import tensorflow as tf
+
+    _cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        _cpu, [tf.config.LogicalDeviceConfiguration()] * NUM_CPU_DEVICES
+    )
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "tensorflow_only: needs the TensorFlow backend"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    if keras.backend.backend() == "tensorflow":
+        return
+    skip = pytest.mark.skip(reason="needs the TensorFlow backend")
+    for item in items:
+        if "tensorflow_only" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

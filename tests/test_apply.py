@@ -136,7 +136,7 @@ def test_takes_effect_after_the_model_was_compiled_and_trained():
 
     kernel = model.get_layer("classifier").kernel
     w0 = np.asarray(kernel, "float64")
-    before = [np.array(v) for v in model.trainable_variables]
+    before = [np.array(v.numpy()) for v in model.trainable_variables]
     model.train_on_batch(x, y)
     w1 = np.asarray(kernel, "float64")
 
@@ -146,7 +146,7 @@ def test_takes_effect_after_the_model_was_compiled_and_trained():
     for v, value in zip(plain.trainable_variables, before):
         v.assign(value)
     plain.get_layer("bn").moving_mean.assign(
-        np.array(model.get_layer("bn").moving_mean)
+        np.array(model.get_layer("bn").moving_mean.numpy())
     )
     plain.train_on_batch(x, y)
     w1_plain = np.asarray(plain.get_layer("classifier").kernel, "float64")
