@@ -6,6 +6,7 @@ Public modules: `keras_decay.regularizers`, `keras_decay.conventions`,
 """
 
 from keras_decay import callbacks
+from keras_decay import layers
 from keras_decay import regularizers
 from keras_decay.regularizers import ElasticDecay
 from keras_decay.regularizers import L1Decay
@@ -18,5 +19,6 @@ __all__ = [
     "L1Decay",
     "WeightDecay",
     "callbacks",
+    "layers",
     "regularizers",
 ]
