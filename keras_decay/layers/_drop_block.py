@@ -29,11 +29,13 @@ def drop_block_2d(inputs, rate, block_size, data_format=None, seed=None):
     The rescaling by the batch's kept fraction (the paper's
     `count(M) / count_ones(M)`) keeps the activation's sum. The expected
     dropped fraction is `mean_ij(1 - (1 - gamma) ** n_ij)`, `n_ij` the
-    number of valid seeds whose block covers pixel `(i, j)`: near `rate`
-    for small rates (overlapping blocks make it a little lower or higher;
-    e.g. 0.105 for `rate=0.1` with 7x7 blocks on 56x56). A block as large
-    as the feature map drops whole channels (like `SpatialDropout2D`); the
-    output is finite even when everything is dropped (all zeros).
+    number of valid seeds whose block covers pixel `(i, j)`: a little below
+    `rate` because blocks overlap (0.095 for `rate=0.1` with 7x7 blocks on
+    56x56 maps; 0.18 for `rate=0.2` with 5x3 blocks on 20x15). A block as
+    large as the feature map drops whole channels (like `SpatialDropout2D`);
+    the output is finite even when everything is dropped (all zeros). The
+    kept fraction is floored at 1e-4 before inverting it, so the scale
+    stays finite in float16.
 
     Args:
         inputs: 4D tensor with static height and width.
