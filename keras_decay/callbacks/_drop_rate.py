@@ -76,14 +76,15 @@ class DropRateScheduler(keras.callbacks.Callback):
         if self._targets is None:
             self._targets = self._find_layers()
         step = self.model.optimizer.iterations
-        rate = float(ops.convert_to_numpy(self.schedule(step)))
+        rate_tensor = ops.cast(self.schedule(step), "float32")
+        rate = float(ops.convert_to_numpy(rate_tensor))
         if not 0.0 <= rate < 1.0:
             raise ValueError(
                 "Invalid value received for the schedule's output. Expected "
                 f"a rate in [0, 1) at step {int(step)}. Received: rate={rate}"
             )
         for layer in self._targets:
-            layer.rate_variable.assign(rate)
+            layer.rate_variable.assign(rate_tensor)
         self._last_rate = rate
 
     def on_epoch_end(self, epoch, logs=None):
