@@ -251,3 +251,29 @@ def test_config_round_trip():
 def _fit_plain(model, callback):
     model.compile("sgd", "mse")
     model.fit(np.ones((2, 3)), np.ones((2, 2)), verbose=0, callbacks=[callback])
+
+
+class SubclassedNet(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.hidden = DropConnectDense(3, 0.0, seed=1, name="connect")
+        self.out = keras.layers.Dense(2)
+
+    def call(self, x, training=False):
+        return self.out(self.hidden(x, training=training))
+
+
+def test_drives_layers_of_an_unbuilt_subclassed_model():
+    model = SubclassedNet()
+    recorder = _Recorder(["connect"])
+    model.compile("sgd", "mse")
+    model.fit(
+        np.ones((6, 4), "float32"),
+        np.ones((6, 2), "float32"),
+        batch_size=2,
+        verbose=0,
+        callbacks=[DropRateScheduler(_ramp()), recorder],
+    )
+    np.testing.assert_allclose(
+        np.array(recorder.rates)[:, 0], _ramp_numpy(np.arange(3)), rtol=1e-6
+    )

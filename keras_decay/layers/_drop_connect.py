@@ -51,9 +51,8 @@ class DropConnectDense(keras.layers.Dense):
         self.rate = _rate.check_rate(rate)
         self.seed = _rate.check_seed(seed)
         self.seed_generator = keras.random.SeedGenerator(self.seed)
-
-    def build(self, input_shape):
-        super().build(input_shape)
+        # Created before the kernel, so that DropRateScheduler finds it even
+        # in a model that is built during the first train step.
         self.rate_variable = _rate.make_rate_variable(self, self.rate)
 
     def call(self, inputs, training=None):
