@@ -226,8 +226,12 @@ def test_schedule_out_of_range_raises():
     too_high = keras.optimizers.schedules.PolynomialDecay(
         1.5, 10, end_learning_rate=0.0
     )
+    model = _three_layer_model()
     with pytest.raises(ValueError, match="Received: rate=1.5"):
-        _fit(_three_layer_model(), DropRateScheduler(too_high))
+        _fit(model, DropRateScheduler(too_high))
+    # The layers keep their previous (valid) rate.
+    rate = ops.convert_to_numpy(model.get_layer("classic").rate_variable)
+    np.testing.assert_allclose(rate, 0.05, rtol=1e-6)
 
 
 def test_bad_constructor_arguments_raise():

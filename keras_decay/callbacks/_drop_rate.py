@@ -21,7 +21,8 @@ class DropRateScheduler(keras.callbacks.Callback):
     `DropConnectDense`, or any layer with a float scalar `rate_variable`)
     read that variable inside the compiled train step, so the new rate takes
     effect at once and the train function is not retraced (also under
-    `jit_compile=True`). With `steps_per_execution=k > 1` the rate is set
+    `jit_compile=True`). On the TensorFlow backend the update runs as one
+    small `tf.function`. With `steps_per_execution=k > 1` the rate is set
     once per `k` steps. Because `optimizer.iterations` is used, a resumed
     training continues the schedule where it stopped. The last rate set is
     added to the epoch logs as `drop_rate`.
@@ -67,25 +68,51 @@ class DropRateScheduler(keras.callbacks.Callback):
         self.schedule = schedule
         self.layers = layers
         self._targets = None
+        self._update = None
         self._last_rate = None
 
     def on_train_begin(self, logs=None):
         self._targets = self._find_layers()
+        self._update = self._make_update()
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self._targets is None:
-            self._targets = self._find_layers()
-        step = self.model.optimizer.iterations
-        rate_tensor = ops.cast(self.schedule(step), "float32")
-        rate = float(ops.convert_to_numpy(rate_tensor))
+        if self._update is None:
+            self.on_train_begin()
+        rate = float(ops.convert_to_numpy(self._update()))
         if not 0.0 <= rate < 1.0:
+            step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
             raise ValueError(
                 "Invalid value received for the schedule's output. Expected "
-                f"a rate in [0, 1) at step {int(step)}. Received: rate={rate}"
+                f"a rate in [0, 1) at step {step}. Received: rate={rate}"
             )
-        for layer in self._targets:
-            layer.rate_variable.assign(rate_tensor)
         self._last_rate = rate
+
+    def on_train_end(self, logs=None):
+        self._targets = None
+        self._update = None
+
+    def _make_update(self):
+        """Returns a function that evaluates the schedule and assigns it."""
+        variables = [layer.rate_variable for layer in self._targets]
+        iterations = self.model.optimizer.iterations
+        schedule = self.schedule
+
+        def update():
+            rate = ops.cast(schedule(iterations), "float32")
+            valid = ops.logical_and(rate >= 0.0, rate < 1.0)
+            for variable in variables:
+                # An invalid rate leaves the layers as they were (the
+                # caller raises).
+                variable.assign(ops.where(valid, rate, variable))
+            return rate
+
+        if keras.backend.backend() == "tensorflow":
+            # One graph call instead of ~10 eager ops: ~0.2 ms instead of
+            # ~0.6 ms per batch on a CPU (benchmarks/bench_dropout.py).
+            import tensorflow as tf
+
+            update = tf.function(update, autograph=False)
+        return update
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None and self._last_rate is not None:
