@@ -22,10 +22,11 @@ class DropRateScheduler(keras.callbacks.Callback):
     read that variable inside the compiled train step, so the new rate takes
     effect at once and the train function is not retraced (also under
     `jit_compile=True`). On the TensorFlow backend the update runs as one
-    small `tf.function`. With `steps_per_execution=k > 1` the rate is set
-    once per `k` steps. Because `optimizer.iterations` is used, a resumed
-    training continues the schedule where it stopped. The last rate set is
-    added to the epoch logs as `drop_rate`.
+    small `tf.function`; on JAX it syncs the model state each batch. With
+    `steps_per_execution=k > 1` the rate is set once per `k` steps. Because
+    `optimizer.iterations` is used, a resumed training continues the
+    schedule where it stopped. The last rate set is added to the epoch logs
+    as `drop_rate`.
 
     Args:
         schedule: A `keras.optimizers.schedules.LearningRateSchedule` (any
@@ -78,6 +79,10 @@ class DropRateScheduler(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         if self._update is None:
             self.on_train_begin()
+        if hasattr(self.model, "jax_state_sync"):
+            # JAX keeps the state outside the variables during `fit`: bring
+            # it back so that the assignment below reaches the next step.
+            self.model.jax_state_sync()
         rate = float(ops.convert_to_numpy(self._update()))
         if not 0.0 <= rate < 1.0:
             step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
@@ -103,7 +108,7 @@ class DropRateScheduler(keras.callbacks.Callback):
             for variable in variables:
                 # An invalid rate leaves the layers as they were (the
                 # caller raises).
-                variable.assign(ops.where(valid, rate, variable))
+                variable.assign(ops.where(valid, rate, variable.value))
             return rate
 
         if keras.backend.backend() == "tensorflow":
