@@ -6,6 +6,7 @@ Public modules: `keras_decay.regularizers`, `keras_decay.conventions`,
 
 from keras_decay import callbacks
 from keras_decay import conventions
+from keras_decay import layers
 from keras_decay import regularizers
 from keras_decay.apply import DecayReport
 from keras_decay.apply import apply_weight_decay
@@ -23,5 +24,6 @@ __all__ = [
     "apply_weight_decay",
     "callbacks",
     "conventions",
+    "layers",
     "regularizers",
 ]

@@ -3,4 +3,8 @@
 Each callback lives in its own private module; this package re-exports them.
 """
 
-__all__ = []
+from keras_decay.callbacks._drop_rate import DropRateScheduler
+
+__all__ = [
+    "DropRateScheduler",
+]

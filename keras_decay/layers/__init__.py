@@ -1,0 +1,20 @@
+"""Dropout variants as Keras layers, with rates that can be scheduled.
+
+- `ClassicDropout`: the original, non-inverted dropout.
+- `DropBlock2D` / `drop_block_2d`: DropBlock (Ghiasi et al., 2018).
+- `DropConnectDense`: DropConnect (Wan et al., 2013) on a Dense kernel.
+
+Each layer keeps its rate in `rate_variable`, which
+`keras_decay.callbacks.DropRateScheduler` drives during training.
+"""
+
+from keras_decay.layers._classic_dropout import ClassicDropout
+from keras_decay.layers._drop_block import DropBlock2D, drop_block_2d
+from keras_decay.layers._drop_connect import DropConnectDense
+
+__all__ = [
+    "ClassicDropout",
+    "DropBlock2D",
+    "DropConnectDense",
+    "drop_block_2d",
+]
