@@ -22,11 +22,9 @@ import keras
 import tensorflow as tf
 
 from keras_decay.callbacks import DropRateScheduler
-from keras_decay.layers import (
-    ClassicDropout,
-    DropBlock2D,
-    DropConnectDense,
-)
+from keras_decay.layers import ClassicDropout
+from keras_decay.layers import DropBlock2D
+from keras_decay.layers import DropConnectDense
 
 SHAPE = (32, 56, 56, 64)
 RATE = 0.1

@@ -10,7 +10,9 @@ import pytest
 from keras import ops
 
 from keras_decay.callbacks import DropRateScheduler
-from keras_decay.layers import ClassicDropout, DropBlock2D, DropConnectDense
+from keras_decay.layers import ClassicDropout
+from keras_decay.layers import DropBlock2D
+from keras_decay.layers import DropConnectDense
 
 RAMP_STEPS = 6
 END_RATE = 0.3

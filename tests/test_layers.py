@@ -9,12 +9,10 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_decay.layers import (
-    ClassicDropout,
-    DropBlock2D,
-    DropConnectDense,
-    drop_block_2d,
-)
+from keras_decay.layers import ClassicDropout
+from keras_decay.layers import DropBlock2D
+from keras_decay.layers import DropConnectDense
+from keras_decay.layers import drop_block_2d
 
 
 def _np(x):

@@ -9,7 +9,8 @@ Each layer keeps its rate in `rate_variable`, which
 """
 
 from keras_decay.layers._classic_dropout import ClassicDropout
-from keras_decay.layers._drop_block import DropBlock2D, drop_block_2d
+from keras_decay.layers._drop_block import DropBlock2D
+from keras_decay.layers._drop_block import drop_block_2d
 from keras_decay.layers._drop_connect import DropConnectDense
 
 __all__ = [

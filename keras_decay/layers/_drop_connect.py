@@ -15,7 +15,7 @@ class DropConnectDense(keras.layers.Dense):
     kernel is used, so the layer equals `keras.layers.Dense`:
 
     ```python
-    training:  outputs = activation(inputs @ (kernel * mask / (1 - rate)) + bias)
+    training:  outputs = activation(inputs @ (kernel * mask / (1 - rate)) + b)
     inference: outputs = activation(inputs @ kernel + bias)
     # mask ~ Bernoulli(1 - rate), shape of kernel; the bias is not dropped.
     ```
