@@ -57,7 +57,7 @@ class DropRateScheduler(keras.callbacks.Callback):
                 f"Received: schedule={schedule!r}"
             )
         if layers is not None:
-            if isinstance(layers, str) or not all(
+            if not isinstance(layers, (list, tuple)) or not all(
                 isinstance(name, str) for name in layers
             ):
                 raise TypeError(
