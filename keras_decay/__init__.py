@@ -7,6 +7,7 @@ Public modules: `keras_decay.regularizers`, `keras_decay.conventions`,
 
 from keras_decay import callbacks
 from keras_decay import regularizers
+from keras_decay import schedules
 from keras_decay.regularizers import ElasticDecay
 from keras_decay.regularizers import L1Decay
 from keras_decay.regularizers import WeightDecay
@@ -19,4 +20,5 @@ __all__ = [
     "WeightDecay",
     "callbacks",
     "regularizers",
+    "schedules",
 ]

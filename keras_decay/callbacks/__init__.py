@@ -3,4 +3,10 @@
 Each callback lives in its own private module; this package re-exports them.
 """
 
-__all__ = []
+from keras_decay.callbacks._hyperparameter import MomentumScheduler
+from keras_decay.callbacks._hyperparameter import WeightDecayScheduler
+
+__all__ = [
+    "MomentumScheduler",
+    "WeightDecayScheduler",
+]
