@@ -76,7 +76,9 @@ def test_exponential_decay_accepts_variable_and_int64_step():
     np.testing.assert_allclose(float(schedule(25)), want, rtol=1e-6)
 
 
-@pytest.mark.parametrize("epochs_per_drop, drop", [(5, 0.5), (1, 0.9), (3, 1.0)])
+@pytest.mark.parametrize(
+    "epochs_per_drop, drop", [(5, 0.5), (1, 0.9), (3, 1.0)]
+)
 def test_step_decay_equals_pytorch_step_lr_per_epoch(epochs_per_drop, drop):
     steps_per_epoch = 7
     schedule = schedules.StepDecay(

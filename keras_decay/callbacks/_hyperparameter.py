@@ -60,6 +60,11 @@ class _ScheduledValue(float):
             value = ops.cast(value, dtype)
         return value
 
+    @property
+    def dtype(self):
+        # For `keras.ops` dtype inference (`ops.multiply(self.momentum, m)`).
+        return keras.config.floatx()
+
     def __tf_tensor__(self, dtype=None, name=None):
         import tensorflow as tf
 
@@ -339,4 +344,3 @@ class WeightDecayScheduler(_HyperparameterScheduler):
                 f"{type(optimizer).__name__}"
             )
         return "weight_decay"
-
