@@ -30,13 +30,15 @@ import math
 import keras
 from keras import ops
 
-from keras_decay._validation import check_bool
-from keras_decay._validation import check_float
-from keras_decay._validation import check_non_negative_float
-from keras_decay._validation import check_positive_float
-from keras_decay._validation import check_positive_int
+from keras_decay._validation import (
+    check_bool,
+    check_float,
+    check_non_negative_float,
+    check_positive_float,
+    check_positive_int,
+)
 
-__all__ = ["ExponentialDecay", "StepDecay", "LinearRamp", "Warmup"]
+__all__ = ["ExponentialDecay", "LinearRamp", "StepDecay", "Warmup"]
 
 
 def _wide_float():

@@ -13,7 +13,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
@@ -21,15 +21,19 @@ tf.config.set_logical_device_configuration(
     [tf.config.LogicalDeviceConfiguration()] * 2,
 )
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
 
-from keras_decay.callbacks import MomentumScheduler  # noqa: E402
-from keras_decay.callbacks import WeightDecayScheduler  # noqa: E402
-from keras_decay.schedules import ExponentialDecay  # noqa: E402
-from keras_decay.schedules import LinearRamp  # noqa: E402
+from keras_decay.callbacks import (
+    MomentumScheduler,
+    WeightDecayScheduler,
+)
+from keras_decay.schedules import (
+    ExponentialDecay,
+    LinearRamp,
+)
 
 TRACES = [0]
 

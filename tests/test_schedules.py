@@ -4,12 +4,12 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from keras import ops  # noqa: E402
+import keras
+import numpy as np
+import pytest
+from keras import ops
 
-from keras_decay import schedules  # noqa: E402
+from keras_decay import schedules
 
 SMALLEST_NORMAL = float(np.finfo(np.float32).tiny)
 

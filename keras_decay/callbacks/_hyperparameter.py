@@ -338,7 +338,7 @@ class WeightDecayScheduler(_HyperparameterScheduler):
 
     def _attribute_name(self, optimizer):
         if not isinstance(optimizer, keras.optimizers.Optimizer):
-            raise ValueError(
+            raise TypeError(
                 "WeightDecayScheduler needs a keras.optimizers.Optimizer "
                 f"with decoupled weight decay. Received: "
                 f"{type(optimizer).__name__}"
