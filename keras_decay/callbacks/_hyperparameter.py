@@ -50,15 +50,40 @@ class _ScheduledValue(float):
         self = super().__new__(cls, value)
         self._schedule = schedule
         self._optimizer = optimizer
+        self._cache = None
         return self
 
     def _tensor(self, dtype=None):
-        value = ops.convert_to_tensor(
-            self._schedule(self._optimizer.iterations)
-        )
+        value = self._evaluate()
         if dtype is not None:
             value = ops.cast(value, dtype)
         return value
+
+    def _evaluate(self):
+        """`schedule(iterations)`, computed once per traced graph.
+
+        The optimizers convert the attribute once or twice per variable;
+        inside one traced step (one graph, one replica context) the value
+        is the same, so it is computed once and reused. Eagerly it is
+        computed on every use.
+        """
+        import tensorflow as tf
+
+        if tf.executing_eagerly():
+            return self._compute()
+        key = (
+            tf.compat.v1.get_default_graph(),
+            tf.distribute.get_replica_context(),
+        )
+        cached = self._cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        value = self._compute()
+        self._cache = (key, value)
+        return value
+
+    def _compute(self):
+        return ops.convert_to_tensor(self._schedule(self._optimizer.iterations))
 
     @property
     def dtype(self):

@@ -1,0 +1,132 @@
+"""Step time with MomentumScheduler / WeightDecayScheduler vs without.
+
+Each round trains a fresh small MLP once per configuration, in alternating
+order, for `--epochs` epochs; the first epoch (which traces) is dropped and
+the step time is the median epoch time of the rest divided by the number of
+steps. The ratio of medians over rounds is printed per callback (target
+<= 1.02), with the number of train-step traces per fit (target 1).
+
+    python benchmarks/bench_schedules.py --rounds 5
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from keras_decay.callbacks import MomentumScheduler, WeightDecayScheduler
+from keras_decay.schedules import ExponentialDecay, LinearRamp
+
+TRACES = [0]
+
+
+class CountingModel(keras.Model):
+    def train_step(self, data):
+        TRACES[0] += 1
+        return super().train_step(data)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self._start)
+
+
+CONFIGS = {
+    "sgd": (lambda: keras.optimizers.SGD(0.01, momentum=0.9), list),
+    "sgd+MomentumScheduler": (
+        lambda: keras.optimizers.SGD(0.01, momentum=0.9),
+        lambda: [MomentumScheduler(LinearRamp(0.5, 0.9, 1000))],
+    ),
+    "adamw": (lambda: keras.optimizers.AdamW(1e-3, weight_decay=4e-3), list),
+    "adamw+WeightDecayScheduler": (
+        lambda: keras.optimizers.AdamW(1e-3, weight_decay=4e-3),
+        lambda: [WeightDecayScheduler(ExponentialDecay(4e-3, 100, 0.9))],
+    ),
+}
+PAIRS = [
+    ("MomentumScheduler (SGD)", "sgd", "sgd+MomentumScheduler"),
+    ("WeightDecayScheduler (AdamW)", "adamw", "adamw+WeightDecayScheduler"),
+]
+
+
+def run(name, x, y, args):
+    make_optimizer, make_callbacks = CONFIGS[name]
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((x.shape[1],))
+    h = keras.layers.Dense(args.width, activation="relu")(inputs)
+    h = keras.layers.Dense(args.width, activation="relu")(h)
+    model = CountingModel(inputs, keras.layers.Dense(10)(h))
+    model.compile(
+        make_optimizer(),
+        "sparse_categorical_crossentropy",
+        jit_compile=args.jit_compile,
+    )
+    timer = EpochTimer()
+    TRACES[0] = 0
+    model.fit(
+        x,
+        y,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        verbose=0,
+        callbacks=[*make_callbacks(), timer],
+    )
+    steps = len(x) // args.batch_size
+    return statistics.median(timer.times[1:]) / steps, TRACES[0]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--jit-compile", action="store_true")
+    args = parser.parse_args()
+    rng = np.random.RandomState(0)
+    x = rng.randn(args.steps * args.batch_size, 64).astype("float32")
+    y = rng.randint(0, 10, len(x))
+    times = {name: [] for name in CONFIGS}
+    traces = {name: set() for name in CONFIGS}
+    names = list(CONFIGS)
+    for r in range(args.rounds):
+        order = names if r % 2 == 0 else names[::-1]  # alternate
+        for name in order:
+            step_time, count = run(name, x, y, args)
+            times[name].append(step_time)
+            traces[name].add(count)
+    print(
+        f"{args.rounds} rounds x {args.epochs} epochs x {args.steps} steps, "
+        f"batch {args.batch_size}, MLP width {args.width}, "
+        f"jit_compile={args.jit_compile}, backend {keras.backend.backend()}"
+    )
+    print("| callback | step without (ms) | step with (ms) | ratio | traces |")
+    print("| --- | --- | --- | --- | --- |")
+    for label, base, test in PAIRS:
+        without = statistics.median(times[base]) * 1e3
+        with_ = statistics.median(times[test]) * 1e3
+        print(
+            f"| {label} | {without:.3f} | {with_:.3f} | "
+            f"{with_ / without:.3f} | {sorted(traces[test])} "
+            f"(without: {sorted(traces[base])}) |"
+        )
+
+
+if __name__ == "__main__":
+    main()
