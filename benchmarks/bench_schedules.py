@@ -98,13 +98,17 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--jit-compile", action="store_true")
+    parser.add_argument(
+        "--only", choices=[p[0].split()[0] for p in PAIRS], default=None
+    )
     args = parser.parse_args()
     rng = np.random.RandomState(0)
     x = rng.randn(args.steps * args.batch_size, 64).astype("float32")
     y = rng.randint(0, 10, len(x))
-    times = {name: [] for name in CONFIGS}
-    traces = {name: set() for name in CONFIGS}
-    names = list(CONFIGS)
+    pairs = [p for p in PAIRS if args.only in (None, p[0].split()[0])]
+    names = [name for _, base, test in pairs for name in (base, test)]
+    times = {name: [] for name in names}
+    traces = {name: set() for name in names}
     for r in range(args.rounds):
         order = names if r % 2 == 0 else names[::-1]  # alternate
         for name in order:
@@ -118,13 +122,18 @@ def main():
     )
     print("| callback | step without (ms) | step with (ms) | ratio | traces |")
     print("| --- | --- | --- | --- | --- |")
-    for label, base, test in PAIRS:
+    for label, base, test in pairs:
         without = statistics.median(times[base]) * 1e3
         with_ = statistics.median(times[test]) * 1e3
         print(
             f"| {label} | {without:.3f} | {with_:.3f} | "
             f"{with_ / without:.3f} | {sorted(traces[test])} "
             f"(without: {sorted(traces[base])}) |"
+        )
+    for label, base, test in pairs:
+        ratios = [w / b for w, b in zip(times[test], times[base])]
+        print(
+            f"{label} per-round ratios:", " ".join(f"{r:.3f}" for r in ratios)
         )
 
 

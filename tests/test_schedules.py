@@ -1,6 +1,9 @@
 """Tests for keras_decay.schedules against float64 NumPy formulas."""
 
+import json
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -237,3 +240,45 @@ def test_bad_arguments(cls, args, error, match):
         cls(*args)
     with pytest.raises(error, match=f"Received: .*{match}"):
         cls(*args)
+
+
+JAX_SCRIPT = """
+import json, numpy as np, jax
+from keras_decay import schedules as S
+steps = np.arange(0, 400, 7)
+out = {}
+for name, s in [
+    ("exp", S.ExponentialDecay(0.1, 100, 0.5)),
+    ("step", S.StepDecay(0.1, 10, 0.5, 2)),
+    ("ramp", S.LinearRamp(0.0, 1.0, 50)),
+    ("warm", S.Warmup(S.ExponentialDecay(0.1, 100, 0.5), 20)),
+]:
+    out[name] = np.asarray(jax.jit(s)(steps), dtype=float).tolist()
+print(json.dumps(out))
+"""
+
+
+def test_schedules_run_under_jax_jit():
+    pytest.importorskip("jax")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=root)
+    done = subprocess.run(
+        [sys.executable, "-c", JAX_SCRIPT],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    t = np.arange(0, 400, 7)
+    exp = 0.1 * 0.5 ** (t / 100)
+    want = {
+        "exp": exp,
+        "step": 0.1 * 0.5 ** ((t // 10) // 2),
+        "ramp": np.minimum(t, 50) / 50,
+        "warm": np.where(t < 20, 0.1 * 0.5**0.2 * t / 20, exp),
+    }
+    for name, values in want.items():
+        np.testing.assert_allclose(got[name], values, rtol=1e-5, atol=1e-7)
