@@ -155,6 +155,22 @@ def test_momentum_after_a_first_fit_without_callback_is_not_frozen():
     np.testing.assert_allclose(optimizer.momentum, 0.9 * 0.5**4, rtol=1e-6)
 
 
+def test_momentum_under_mixed_precision_schedules_inner_optimizer():
+    keras.config.set_dtype_policy("mixed_float16")
+    optimizer = keras.optimizers.SGD(LR)
+    model = _model(optimizer)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    initial = model.get_weights()
+    history = _fit(model, [MomentumScheduler(LinearRamp(0.0, 0.9, 3))])
+    want = _numpy_train(initial, 2, _sgd_momentum(_ramp(0.0, 0.9, 3)))
+    plain = _numpy_train(initial, 2, _sgd_momentum(lambda t: 0.0))
+    # float16 compute: a loose tolerance, still far tighter than the gap
+    # to training without momentum.
+    assert np.max(np.abs(plain[0] - want[0])) > 0.02
+    _assert_weights(model, want, rtol=0, atol=5e-3)
+    np.testing.assert_allclose(history.history["momentum"], [0.6, 0.9])
+
+
 def test_momentum_adam_beta_1_schedule_matches_numpy_adam():
     beta_2, eps = 0.999, 1e-7
     optimizer = keras.optimizers.Adam(LR, beta_2=beta_2, epsilon=eps)
@@ -253,6 +269,16 @@ def test_both_callbacks_with_adamw_and_lr_schedule_mid_save(tmp_path):
     config = json.loads(json.dumps(optimizer.get_config()))
     np.testing.assert_allclose(config["beta_1"], 0.9, rtol=1e-6)
     np.testing.assert_allclose(config["weight_decay"], 0.1, rtol=1e-6)
+    # The checkpoint written mid-training loads (safe_mode=True) with the
+    # values of its epoch end.
+    loaded = keras.saving.load_model(
+        str(tmp_path / "m.keras"),
+        custom_objects={"CountingModel": CountingModel},
+    )
+    assert type(loaded.optimizer.beta_1) is float
+    np.testing.assert_allclose(loaded.optimizer.beta_1, 0.9, rtol=1e-6)
+    np.testing.assert_allclose(loaded.optimizer.weight_decay, 0.1, rtol=1e-6)
+    assert int(loaded.optimizer.iterations) == 4
 
 
 def test_save_load_after_training_restores_optimizer_state(tmp_path):

@@ -209,6 +209,9 @@ class _HyperparameterScheduler(keras.callbacks.Callback):
                 f"Received: backend={keras.backend.backend()!r}"
             )
         optimizer = self.model.optimizer
+        # Mixed precision wraps the optimizer in a LossScaleOptimizer: the
+        # hyperparameters (and the step count) are the inner optimizer's.
+        optimizer = getattr(optimizer, "inner_optimizer", optimizer)
         if optimizer is None:
             raise ValueError(
                 f"{type(self).__name__} needs a compiled model with an "
@@ -218,7 +221,7 @@ class _HyperparameterScheduler(keras.callbacks.Callback):
         self._optimizer = optimizer
         self._install(self._current_value())
         self._prepare(optimizer)
-        self._build_optimizer(optimizer)
+        self._build_optimizer(self.model.optimizer)
         self._patch_get_config(optimizer)
         # A train function traced by an earlier `fit` holds the old float:
         # make a new one, traced (once) with the schedule in the graph.
