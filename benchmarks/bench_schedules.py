@@ -99,6 +99,38 @@ def run(name, x, y, args):
     return statistics.median(timer.times[1:]) / steps, TRACES[0]
 
 
+def schedule_cost_us(schedule, repeats=200, unroll=100):
+    """In-graph cost of one `schedule(iterations)` evaluation, in us.
+
+    `unroll` evaluations at different steps in one `tf.function`, minus the
+    same function returning the cast steps alone; the median over
+    `repeats` calls, divided by `unroll`. This is what a callback adds to
+    a train step (it evaluates its schedule once per step).
+    """
+    import tensorflow as tf
+
+    step = tf.Variable(0, dtype=tf.int64)
+
+    @tf.function
+    def evaluated():
+        return tf.add_n([schedule(step + i) for i in range(unroll)])
+
+    @tf.function
+    def bare():
+        return tf.add_n([tf.cast(step + i, "float32") for i in range(unroll)])
+
+    def median_time(fn):
+        fn()
+        samples = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - start)
+        return statistics.median(samples)
+
+    return (median_time(evaluated) - median_time(bare)) / unroll * 1e6
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -151,6 +183,14 @@ def main():
             f"{sorted(traces[test])} "
             f"(without: {sorted(traces[base])}) |"
         )
+    print()
+    print("| schedule | in-graph cost per step (us) |")
+    print("| --- | --- |")
+    for label, schedule in [
+        ("LinearRamp(0.5, 0.9, 1000)", LinearRamp(0.5, 0.9, 1000)),
+        ("ExponentialDecay(4e-3, 100, 0.9)", ExponentialDecay(4e-3, 100, 0.9)),
+    ]:
+        print(f"| {label} | {schedule_cost_us(schedule):.2f} |")
     for label, base, test in pairs:
         ratios = [w / b for w, b in zip(times[test], times[base])]
         print(
