@@ -126,6 +126,26 @@ def test_momentum_ramp_from_zero_on_default_sgd(jit_compile):
     )
 
 
+def test_momentum_with_gradient_accumulation_counts_updates():
+    optimizer = keras.optimizers.SGD(LR, gradient_accumulation_steps=2)
+    model = _model(optimizer, jit_compile=True)
+    initial = model.get_weights()
+    _fit(model, [MomentumScheduler(LinearRamp(0.2, 0.9, 2))], epochs=3)
+    # 6 batches = 3 updates, each with the mean of 2 batches' gradients
+    # (taken at the same weights) and momentum schedule(update index).
+    params = [np.array(w, dtype=np.float64) for w in initial]
+    velocity = [np.zeros_like(p) for p in params]
+    batches = list(_batches(3))
+    for k in range(3):
+        grads = [_gradients(params, *b) for b in batches[2 * k : 2 * k + 2]]
+        mu = 0.2 + 0.7 * min(k, 2) / 2
+        for i, p in enumerate(params):
+            g = (grads[0][i] + grads[1][i]) / 2
+            velocity[i] = mu * velocity[i] - LR * g
+            p += velocity[i]
+    _assert_weights(model, params)
+
+
 def test_momentum_on_sgd_built_with_momentum_zero_gets_slots():
     optimizer = keras.optimizers.SGD(LR)
     model = _model(optimizer)
