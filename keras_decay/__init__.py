@@ -1,13 +1,14 @@
 """keras_decay: weight decay and its relatives for Keras 3.
 
 Public modules: `keras_decay.regularizers`, `keras_decay.conventions`,
-`keras_decay.callbacks`. The most used names are re-exported here.
+`keras_decay.schedules`, `keras_decay.layers`, `keras_decay.callbacks`. The most used names are re-exported here.
 """
 
 from keras_decay import callbacks
 from keras_decay import conventions
 from keras_decay import layers
 from keras_decay import regularizers
+from keras_decay import schedules
 from keras_decay.apply import DecayReport
 from keras_decay.apply import apply_weight_decay
 from keras_decay.regularizers import ElasticDecay
@@ -26,4 +27,5 @@ __all__ = [
     "conventions",
     "layers",
     "regularizers",
+    "schedules",
 ]

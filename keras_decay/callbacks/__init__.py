@@ -4,7 +4,11 @@ Each callback lives in its own private module; this package re-exports them.
 """
 
 from keras_decay.callbacks._drop_rate import DropRateScheduler
+from keras_decay.callbacks._hyperparameter import MomentumScheduler
+from keras_decay.callbacks._hyperparameter import WeightDecayScheduler
 
 __all__ = [
     "DropRateScheduler",
+    "MomentumScheduler",
+    "WeightDecayScheduler",
 ]

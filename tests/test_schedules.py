@@ -1,0 +1,284 @@
+"""Tests for keras_decay.schedules against float64 NumPy formulas."""
+
+import json
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_decay import schedules
+
+SMALLEST_NORMAL = float(np.finfo(np.float32).tiny)
+
+
+def _steps(limit, period):
+    """A sweep up to `limit` plus each side of several period boundaries."""
+    sweep = np.linspace(0, limit, 1001).astype(np.int64)
+    k = np.array([1, 2, 7, 1000, limit // period - 1])
+    edges = np.concatenate([k * period - 1, k * period, k * period + 1])
+    return np.unique(np.concatenate([sweep, edges[edges >= 0]]))
+
+
+def _evaluate(schedule, steps):
+    return np.asarray(
+        ops.convert_to_numpy(schedule(ops.convert_to_tensor(steps))),
+        dtype=np.float64,
+    )
+
+
+def _relative_error(got, want):
+    mask = want > SMALLEST_NORMAL  # float32 cannot hold less (subnormal)
+    return np.max(np.abs(got[mask] - want[mask]) / want[mask])
+
+
+@pytest.mark.parametrize("staircase", [False, True])
+@pytest.mark.parametrize(
+    "decay_steps, decay_rate",
+    [(100, 0.9998), (1, 0.99999), (1000, 0.96), (7, 0.5), (10, 1.0001)],
+)
+def test_exponential_decay_within_1e6_of_float64(
+    decay_steps, decay_rate, staircase
+):
+    steps = _steps(10**7, decay_steps)
+    schedule = schedules.ExponentialDecay(
+        0.1, decay_steps, decay_rate, staircase=staircase
+    )
+    p = steps / decay_steps
+    if staircase:
+        p = np.floor_divide(steps, decay_steps)
+    want = 0.1 * np.power(np.float64(decay_rate), p)
+    want = np.where(want > np.finfo(np.float32).max, np.inf, want)
+    got = _evaluate(schedule, steps)
+    finite = np.isfinite(want)
+    assert _relative_error(got[finite], want[finite]) <= 1e-6
+
+
+def test_exponential_decay_beats_keras_builtin():
+    # The issue's case: decay_rate=0.9998 after 1000 decay periods.
+    step = 100 * 1000
+    want = 0.1 * 0.9998**1000.0
+    ours = schedules.ExponentialDecay(0.1, 100, 0.9998)
+    theirs = keras.optimizers.schedules.ExponentialDecay(0.1, 100, 0.9998)
+    ours_error = abs(float(ours(step)) - want) / want
+    theirs_error = abs(float(theirs(step)) - want) / want
+    assert ours_error <= 1e-6
+    assert theirs_error > 1e-5  # Keras' float32 power: ~2.6e-5.
+
+
+def test_exponential_decay_accepts_variable_and_int64_step():
+    schedule = schedules.ExponentialDecay(0.5, 10, 0.9)
+    variable = keras.Variable(25, dtype="int64", trainable=False)
+    want = 0.5 * 0.9**2.5
+    np.testing.assert_allclose(float(schedule(variable)), want, rtol=1e-6)
+    np.testing.assert_allclose(float(schedule(25)), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "epochs_per_drop, drop", [(5, 0.5), (1, 0.9), (3, 1.0)]
+)
+def test_step_decay_equals_pytorch_step_lr_per_epoch(epochs_per_drop, drop):
+    steps_per_epoch = 7
+    schedule = schedules.StepDecay(
+        0.1, steps_per_epoch, drop=drop, epochs_per_drop=epochs_per_drop
+    )
+    epochs = np.arange(0, 40)
+    # PyTorch StepLR's closed form: lr * gamma ** (epoch // step_size).
+    want = 0.1 * np.float64(drop) ** (epochs // epochs_per_drop)
+    for offset in (0, 1, steps_per_epoch - 1):
+        got = _evaluate(schedule, epochs * steps_per_epoch + offset)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=0)
+
+
+def test_step_decay_defaults_halve_every_five_epochs():
+    schedule = schedules.StepDecay(0.1, steps_per_epoch=3)
+    steps = np.arange(0, 3 * 30)
+    want = 0.1 * 0.5 ** np.floor(np.floor(steps / 3) / 5)
+    np.testing.assert_allclose(_evaluate(schedule, steps), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("start, end", [(0.0, 0.9), (0.99, 0.5), (0.3, 0.3)])
+def test_linear_ramp(start, end):
+    schedule = schedules.LinearRamp(start, end, ramp_steps=10)
+    steps = np.arange(0, 25)
+    want = start + (end - start) * np.minimum(steps, 10) / 10
+    np.testing.assert_allclose(
+        _evaluate(schedule, steps), want, rtol=1e-6, atol=1e-7
+    )
+
+
+def test_warmup_wraps_any_schedule():
+    inner = schedules.ExponentialDecay(0.2, 10, 0.5)
+    schedule = schedules.Warmup(inner, warmup_steps=8, initial_value=0.01)
+    steps = np.arange(0, 30)
+    target = 0.2 * 0.5 ** (8 / 10)
+    ramp = 0.01 + (target - 0.01) * steps / 8
+    want = np.where(steps < 8, ramp, 0.2 * 0.5 ** (steps / 10))
+    np.testing.assert_allclose(_evaluate(schedule, steps), want, rtol=1e-6)
+
+
+def test_warmup_of_keras_builtin_schedule():
+    inner = keras.optimizers.schedules.CosineDecay(0.1, 100)
+    schedule = schedules.Warmup(inner, warmup_steps=10)
+    steps = np.arange(0, 40)
+    cosine = 0.1 * 0.5 * (1 + np.cos(np.pi * np.minimum(steps, 100) / 100))
+    target = 0.1 * 0.5 * (1 + np.cos(np.pi * 10 / 100))
+    want = np.where(steps < 10, target * steps / 10, cosine)
+    np.testing.assert_allclose(
+        _evaluate(schedule, steps), want, rtol=1e-5, atol=1e-7
+    )
+
+
+ALL = [
+    schedules.ExponentialDecay(0.1, 100, 0.96, staircase=True),
+    schedules.StepDecay(0.1, 50, drop=0.1, epochs_per_drop=2),
+    schedules.LinearRamp(0.5, 0.99, 300),
+    schedules.Warmup(schedules.StepDecay(0.1, 10), 20, initial_value=0.001),
+]
+
+
+@pytest.mark.parametrize("schedule", ALL, ids=lambda s: type(s).__name__)
+def test_config_round_trip(schedule):
+    config = schedule.get_config()
+    restored = type(schedule).from_config(config)
+    assert restored.get_config() == config
+    serialized = keras.saving.serialize_keras_object(schedule)
+    again = keras.saving.deserialize_keras_object(serialized)
+    assert type(again) is type(schedule)
+    steps = np.array([0, 1, 19, 20, 101, 499])
+    np.testing.assert_allclose(
+        _evaluate(again, steps), _evaluate(schedule, steps), rtol=0
+    )
+
+
+@pytest.mark.parametrize("schedule", ALL, ids=lambda s: type(s).__name__)
+def test_keras_model_save_load_continues_at_same_step(schedule, tmp_path):
+    x = np.random.RandomState(0).randn(16, 3).astype("float32")
+    y = np.random.RandomState(1).randn(16, 1).astype("float32")
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(keras.optimizers.SGD(learning_rate=schedule), "mse")
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)  # safe_mode=True
+    assert int(loaded.optimizer.iterations) == 8
+    assert type(loaded.optimizer._learning_rate) is type(schedule)
+    np.testing.assert_allclose(
+        float(loaded.optimizer.learning_rate),
+        float(model.optimizer.learning_rate),
+        rtol=0,
+    )
+    loaded.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
+    assert int(loaded.optimizer.iterations) == 12
+    np.testing.assert_allclose(
+        loaded.get_weights()[0], model.get_weights()[0], rtol=1e-6
+    )
+
+
+def test_schedule_inside_jit_compiled_fit_matches_formula():
+    schedule = schedules.ExponentialDecay(0.1, 3, 0.5)
+    x = np.ones((4, 1), "float32")
+    y = np.zeros((4, 1), "float32")
+    inputs = keras.Input((1,))
+    layer = keras.layers.Dense(1, use_bias=False, kernel_initializer="ones")
+    model = keras.Model(inputs, layer(inputs))
+    model.compile(keras.optimizers.SGD(schedule), "mse", jit_compile=True)
+    model.fit(x, y, batch_size=1, epochs=1, verbose=0, shuffle=False)
+    w = 1.0
+    for t in range(4):
+        w -= 0.1 * 0.5 ** (t / 3) * 2 * w  # d/dw (w*1 - 0)**2 = 2w
+    np.testing.assert_allclose(model.get_weights()[0][0, 0], w, rtol=1e-5)
+
+
+BAD = [
+    (schedules.ExponentialDecay, (0.1, 0, 0.9), ValueError, "decay_steps=0"),
+    (schedules.ExponentialDecay, (0.1, 10, 0.0), ValueError, "decay_rate=0.0"),
+    (schedules.ExponentialDecay, (0.1, 10, -1), ValueError, "decay_rate=-1"),
+    (
+        schedules.ExponentialDecay,
+        (-0.1, 10, 0.9),
+        ValueError,
+        "initial_learning_rate=-0.1",
+    ),
+    (schedules.ExponentialDecay, ("a", 10, 0.9), TypeError, "'a'"),
+    (schedules.ExponentialDecay, (0.1, 2.5, 0.9), TypeError, "decay_steps"),
+    (schedules.ExponentialDecay, (0.1, 10, 0.9, 1), TypeError, "staircase=1"),
+    (schedules.StepDecay, (0.1, 0), ValueError, "steps_per_epoch=0"),
+    (schedules.StepDecay, (0.1, 10, 0.0), ValueError, "drop=0.0"),
+    (schedules.StepDecay, (0.1, 10, 1.5), ValueError, "drop=1.5"),
+    (schedules.StepDecay, (0.1, 10, 0.5, 0), ValueError, "epochs_per_drop=0"),
+    (schedules.StepDecay, (0.1, 10, None), TypeError, "drop=None"),
+    (schedules.LinearRamp, (0.0, 0.9, 0), ValueError, "ramp_steps=0"),
+    (schedules.LinearRamp, (-0.1, 0.9, 10), ValueError, "start=-0.1"),
+    (schedules.LinearRamp, (0.0, float("nan"), 10), ValueError, "end=nan"),
+    (schedules.Warmup, (0.1, 10), TypeError, "schedule=0.1"),
+    (
+        schedules.Warmup,
+        (schedules.LinearRamp(0, 1, 2), 0),
+        ValueError,
+        "warmup_steps=0",
+    ),
+    (
+        schedules.Warmup,
+        (schedules.LinearRamp(0, 1, 2), 5, -1.0),
+        ValueError,
+        "initial_value=-1.0",
+    ),
+]
+
+
+@pytest.mark.parametrize("cls, args, error, match", BAD)
+def test_bad_arguments(cls, args, error, match):
+    with pytest.raises(error, match="Invalid value received for argument"):
+        cls(*args)
+    with pytest.raises(error, match=f"Received: .*{match}"):
+        cls(*args)
+
+
+JAX_SCRIPT = """
+import json, numpy as np, jax
+from keras_decay import schedules as S
+steps = np.arange(0, 400, 7)
+out = {}
+for name, s in [
+    ("exp", S.ExponentialDecay(0.1, 100, 0.5)),
+    ("step", S.StepDecay(0.1, 10, 0.5, 2)),
+    ("ramp", S.LinearRamp(0.0, 1.0, 50)),
+    ("warm", S.Warmup(S.ExponentialDecay(0.1, 100, 0.5), 20)),
+]:
+    out[name] = np.asarray(jax.jit(s)(steps), dtype=float).tolist()
+print(json.dumps(out))
+"""
+
+
+def test_schedules_run_under_jax_jit():
+    pytest.importorskip("jax")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=root)
+    done = subprocess.run(
+        [sys.executable, "-c", JAX_SCRIPT],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    t = np.arange(0, 400, 7)
+    exp = 0.1 * 0.5 ** (t / 100)
+    want = {
+        "exp": exp,
+        "step": 0.1 * 0.5 ** ((t // 10) // 2),
+        "ramp": np.minimum(t, 50) / 50,
+        "warm": np.where(t < 20, 0.1 * 0.5**0.2 * t / 20, exp),
+    }
+    for name, values in want.items():
+        np.testing.assert_allclose(got[name], values, rtol=1e-5, atol=1e-7)
