@@ -19,7 +19,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from keras_decay import schedules
+from keras_decay import schedules  # noqa: E402
 
 STEPS = np.arange(0, 3001)
 PANELS = [

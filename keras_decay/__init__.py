@@ -1,7 +1,8 @@
 """keras_decay: weight decay and its relatives for Keras 3.
 
 Public modules: `keras_decay.regularizers`, `keras_decay.conventions`,
-`keras_decay.schedules`, `keras_decay.layers`, `keras_decay.callbacks`. The most used names are re-exported here.
+`keras_decay.schedules`, `keras_decay.layers`, `keras_decay.callbacks`.
+The most used names are re-exported here.
 """
 
 from keras_decay import callbacks

@@ -3,8 +3,9 @@
 Trains the same tiny model with `MomentumScheduler` and
 `WeightDecayScheduler` once under `tf.distribute.MirroredStrategy` over two
 logical CPU devices and once on one device (and once mirrored without them,
-for the trace count), and prints the kernels and trace counts as JSON. Logical devices must be configured before
-TensorFlow initialises its devices, hence the separate process.
+for the trace count), and prints the kernels and trace counts as JSON.
+Logical devices must be configured before TensorFlow initialises its
+devices, hence the separate process.
 """
 
 import json
@@ -21,15 +22,15 @@ tf.config.set_logical_device_configuration(
     [tf.config.LogicalDeviceConfiguration()] * 2,
 )
 
-import keras
-import numpy as np
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
 
-from keras_decay.callbacks import MomentumScheduler
-from keras_decay.callbacks import WeightDecayScheduler
-from keras_decay.schedules import ExponentialDecay
-from keras_decay.schedules import LinearRamp
+from keras_decay.callbacks import MomentumScheduler  # noqa: E402
+from keras_decay.callbacks import WeightDecayScheduler  # noqa: E402
+from keras_decay.schedules import ExponentialDecay  # noqa: E402
+from keras_decay.schedules import LinearRamp  # noqa: E402
 
 TRACES = [0]
 
