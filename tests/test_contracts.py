@@ -1,0 +1,458 @@
+"""Contracts every registered public keras_decay class must keep.
+
+The classes are found from Keras' registry of serializable objects (every
+public class is registered under the package name "keras_decay"), so a new
+class fails `test_every_registered_class_has_a_spec` until it is described
+in `SPECS` below, and is then covered by every contract:
+
+- config round trip, and `.keras` save/load with the default
+  `safe_mode=True` inside a small model: outputs and losses identical;
+- a fit under `mixed_float16` and under `bfloat16` that stays finite (for
+  regularizers: penalties within 1e-3 of float32);
+- a fit with `jit_compile=True` passed explicitly (Keras' "auto" turns XLA
+  off on CPU, so nothing else exercises it here);
+- bad-input cases per class, each a `ValueError`/`TypeError` in Keras'
+  message template.
+"""
+
+import dataclasses
+import math
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import keras_decay
+from keras_decay import callbacks
+from keras_decay import layers
+from keras_decay import regularizers
+from keras_decay import schedules
+
+PACKAGE = "keras_decay"
+
+
+@dataclasses.dataclass
+class Spec:
+    """How to exercise one public class.
+
+    Attributes:
+        kind: "regularizer", "schedule", "layer" or "callback".
+        make: Returns an instance with non-default arguments.
+        bad: `(factory, error type, expected message tail)` triples.
+        input_shape: The model's input shape (no batch axis).
+        extra_layers: Returns layers the model needs besides the object
+            (e.g. a dropout layer for a drop-rate callback).
+    """
+
+    kind: str
+    make: callable
+    bad: list
+    input_shape: tuple = (6,)
+    extra_layers: callable = tuple
+
+
+SPECS = {
+    "WeightDecay": Spec(
+        "regularizer",
+        lambda: regularizers.WeightDecay(0.05, num_examples=3),
+        [
+            (lambda: regularizers.WeightDecay(-1.0), ValueError, "rate=-1.0"),
+            (
+                lambda: regularizers.WeightDecay(math.nan),
+                ValueError,
+                "rate=nan",
+            ),
+            (
+                lambda: regularizers.WeightDecay(math.inf),
+                ValueError,
+                "rate=inf",
+            ),
+            (lambda: regularizers.WeightDecay("1"), TypeError, "rate='1'"),
+            (
+                lambda: regularizers.WeightDecay(1.0, num_examples=0),
+                ValueError,
+                "num_examples=0",
+            ),
+            (
+                lambda: regularizers.WeightDecay(1.0, num_examples=1.5),
+                TypeError,
+                "num_examples=1.5",
+            ),
+        ],
+    ),
+    "L1Decay": Spec(
+        "regularizer",
+        lambda: regularizers.L1Decay(0.01, num_examples=2),
+        [
+            (lambda: regularizers.L1Decay(-0.1), ValueError, "rate=-0.1"),
+            (lambda: regularizers.L1Decay(None), TypeError, "rate=None"),
+            (
+                lambda: regularizers.L1Decay(0.1, num_examples=-2),
+                ValueError,
+                "num_examples=-2",
+            ),
+            (
+                lambda: regularizers.L1Decay(0.1, num_examples="n"),
+                TypeError,
+                "num_examples='n'",
+            ),
+        ],
+    ),
+    "ElasticDecay": Spec(
+        "regularizer",
+        lambda: regularizers.ElasticDecay(l1=0.01, l2=0.05),
+        [
+            (lambda: regularizers.ElasticDecay(l1=-1.0), ValueError, "l1=-1.0"),
+            (
+                lambda: regularizers.ElasticDecay(l2=math.inf),
+                ValueError,
+                "l2=inf",
+            ),
+            (lambda: regularizers.ElasticDecay(l1=True), TypeError, "l1=True"),
+            (
+                lambda: regularizers.ElasticDecay(num_examples=0),
+                ValueError,
+                "num_examples=0",
+            ),
+        ],
+    ),
+    "ClassicDropout": Spec(
+        "layer",
+        lambda: layers.ClassicDropout(0.3, seed=4),
+        [
+            (lambda: layers.ClassicDropout(1.0), ValueError, "rate=1.0"),
+            (lambda: layers.ClassicDropout(-0.1), ValueError, "rate=-0.1"),
+            (lambda: layers.ClassicDropout("0.5"), TypeError, "rate='0.5'"),
+            (
+                lambda: layers.ClassicDropout(0.1, seed="a"),
+                TypeError,
+                "seed='a'",
+            ),
+            (
+                lambda: layers.ClassicDropout(math.nan),
+                ValueError,
+                "rate=nan",
+            ),
+        ],
+    ),
+    "DropBlock2D": Spec(
+        "layer",
+        lambda: layers.DropBlock2D(0.2, (2, 3), seed=5),
+        [
+            (lambda: layers.DropBlock2D(1.5, 3), ValueError, "rate=1.5"),
+            (lambda: layers.DropBlock2D(0.1, 0), ValueError, "block_size=0"),
+            (
+                lambda: layers.DropBlock2D(0.1, (3, -1)),
+                ValueError,
+                "block_size=(3, -1)",
+            ),
+            (
+                lambda: layers.DropBlock2D(0.1, 2.5),
+                TypeError,
+                "block_size=2.5",
+            ),
+            (
+                lambda: layers.DropBlock2D(0.1, 3, data_format="NHWC"),
+                ValueError,
+                "data_format='NHWC'",
+            ),
+        ],
+        input_shape=(6, 5, 2),
+    ),
+    "DropConnectDense": Spec(
+        "layer",
+        lambda: layers.DropConnectDense(3, rate=0.25, seed=6),
+        [
+            (
+                lambda: layers.DropConnectDense(4, rate=1.0),
+                ValueError,
+                "rate=1.0",
+            ),
+            (
+                lambda: layers.DropConnectDense(4, rate=None),
+                TypeError,
+                "rate=None",
+            ),
+            (
+                lambda: layers.DropConnectDense(4, rate=0.1, seed=1.5),
+                TypeError,
+                "seed=1.5",
+            ),
+        ],
+    ),
+    "DropRateScheduler": Spec(
+        "callback",
+        lambda: callbacks.DropRateScheduler(schedules.LinearRamp(0.0, 0.2, 4)),
+        [
+            (
+                lambda: callbacks.DropRateScheduler("linear"),
+                TypeError,
+                "schedule='linear'",
+            ),
+            (
+                lambda: callbacks.DropRateScheduler(
+                    keras.optimizers.schedules.PolynomialDecay(0.1, 2),
+                    layers=3,
+                ),
+                TypeError,
+                "layers=3",
+            ),
+        ],
+        extra_layers=lambda: [layers.ClassicDropout(0.0, seed=1)],
+    ),
+    "ExponentialDecay": Spec(
+        "schedule",
+        lambda: schedules.ExponentialDecay(0.05, 3, 0.5, staircase=True),
+        [
+            (
+                lambda: schedules.ExponentialDecay(0.1, 0, 0.9),
+                ValueError,
+                "decay_steps=0",
+            ),
+            (
+                lambda: schedules.ExponentialDecay(0.1, 10, 0.0),
+                ValueError,
+                "decay_rate=0.0",
+            ),
+            (
+                lambda: schedules.ExponentialDecay(-0.1, 10, 0.9),
+                ValueError,
+                "initial_learning_rate=-0.1",
+            ),
+            (
+                lambda: schedules.ExponentialDecay(0.1, 10, 0.9, staircase=1),
+                TypeError,
+                "staircase=1",
+            ),
+        ],
+    ),
+    "StepDecay": Spec(
+        "schedule",
+        lambda: schedules.StepDecay(0.05, steps_per_epoch=4, epochs_per_drop=1),
+        [
+            (
+                lambda: schedules.StepDecay(0.1, 0),
+                ValueError,
+                "steps_per_epoch=0",
+            ),
+            (lambda: schedules.StepDecay(0.1, 10, 1.5), ValueError, "drop=1.5"),
+            (
+                lambda: schedules.StepDecay(0.1, 10, 0.5, 0),
+                ValueError,
+                "epochs_per_drop=0",
+            ),
+            (
+                lambda: schedules.StepDecay(0.1, 10, None),
+                TypeError,
+                "drop=None",
+            ),
+        ],
+    ),
+    "LinearRamp": Spec(
+        "schedule",
+        lambda: schedules.LinearRamp(0.01, 0.05, 5),
+        [
+            (
+                lambda: schedules.LinearRamp(0.0, 0.9, 0),
+                ValueError,
+                "ramp_steps=0",
+            ),
+            (
+                lambda: schedules.LinearRamp(-0.1, 0.9, 10),
+                ValueError,
+                "start=-0.1",
+            ),
+            (
+                lambda: schedules.LinearRamp(0.0, math.nan, 10),
+                ValueError,
+                "end=nan",
+            ),
+        ],
+    ),
+    "Warmup": Spec(
+        "schedule",
+        lambda: schedules.Warmup(
+            schedules.ExponentialDecay(0.05, 4, 0.5), 3, initial_value=0.01
+        ),
+        [
+            (lambda: schedules.Warmup(0.1, 10), TypeError, "schedule=0.1"),
+            (
+                lambda: schedules.Warmup(schedules.LinearRamp(0, 1, 2), 0),
+                ValueError,
+                "warmup_steps=0",
+            ),
+            (
+                lambda: schedules.Warmup(
+                    schedules.LinearRamp(0, 1, 2), 5, initial_value=-1.0
+                ),
+                ValueError,
+                "initial_value=-1.0",
+            ),
+        ],
+    ),
+}
+
+
+def _registered():
+    names = []
+    for key, cls in keras.saving.get_custom_objects().items():
+        package, _, name = key.partition(">")
+        if package == PACKAGE and cls.__module__.startswith(PACKAGE):
+            names.append(name)
+    return sorted(set(names))
+
+
+REGISTERED = _registered()
+BAD_CASES = [
+    pytest.param(factory, error, message, id=f"{name}-{i}")
+    for name, spec in SPECS.items()
+    for i, (factory, error, message) in enumerate(spec.bad)
+]
+
+
+def test_every_registered_class_has_a_spec():
+    assert keras_decay.__name__ == PACKAGE
+    assert REGISTERED, "no keras_decay class is registered"
+    assert set(REGISTERED) == set(SPECS)
+
+
+def test_at_least_forty_bad_input_cases():
+    assert len(BAD_CASES) >= 40
+
+
+# --- the small model each kind is exercised in ------------------------------
+
+
+def _data(input_shape, m=16, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(m, *input_shape)).astype("float32")
+    y = rng.normal(size=(m, 2)).astype("float32")
+    return x, y
+
+
+def _model(spec, obj):
+    """A compiled model that uses `obj`; same weights for the same seed."""
+    keras.utils.set_random_seed(1)
+    learning_rate = 0.05
+    regularizer = None
+    layers = [keras.Input(spec.input_shape)]
+    if spec.kind == "regularizer":
+        regularizer = obj
+    elif spec.kind == "schedule":
+        learning_rate = obj
+    elif spec.kind == "layer":
+        layers.append(obj)
+    elif spec.kind != "callback":
+        raise AssertionError(spec.kind)
+    layers += list(spec.extra_layers())
+    layers += [
+        keras.layers.Flatten(),
+        keras.layers.Dense(2, kernel_regularizer=regularizer, name="head"),
+    ]
+    model = keras.Sequential(layers)
+    return model, learning_rate
+
+
+def _compile(model, learning_rate, jit_compile=False):
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=learning_rate),
+        loss="mse",
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def _fit(spec, obj, jit_compile=False):
+    model, learning_rate = _model(spec, obj)
+    _compile(model, learning_rate, jit_compile)
+    x, y = _data(spec.input_shape)
+    callbacks = [obj] if spec.kind == "callback" else []
+    history = model.fit(
+        x, y, batch_size=4, epochs=2, verbose=0, callbacks=callbacks
+    )
+    return model, history, (x, y)
+
+
+# --- the contracts ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_config_round_trip(name):
+    obj = SPECS[name].make()
+    config = obj.get_config()
+    assert type(obj).from_config(config).get_config() == config
+    serialized = keras.saving.serialize_keras_object(obj)
+    assert serialized["registered_name"] == f"{PACKAGE}>{name}"
+    restored = keras.saving.deserialize_keras_object(serialized)
+    assert type(restored) is type(obj)
+    assert restored.get_config() == config
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_keras_file_round_trip(name, tmp_path):
+    spec = SPECS[name]
+    model, _, (x, y) = _fit(spec, spec.make())
+    path = os.path.join(tmp_path, f"{name}.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)  # safe_mode=True
+    np.testing.assert_array_equal(
+        loaded.predict(x, verbose=0), model.predict(x, verbose=0)
+    )
+    assert len(loaded.losses) == len(model.losses)
+    for a, b in zip(loaded.losses, model.losses):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations)
+    np.testing.assert_array_equal(
+        np.asarray(loaded.optimizer.learning_rate),
+        np.asarray(model.optimizer.learning_rate),
+    )
+    if spec.kind in ("layer", "callback"):
+        return  # random masks: the generator's position is not saved
+    # Training goes on identically from the loaded copy.
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
+    loaded.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "bfloat16"])
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_fit_under_reduced_precision(name, policy):
+    spec = SPECS[name]
+    keras.config.set_dtype_policy(policy)
+    model, history, (x, _) = _fit(spec, spec.make())
+    assert np.all(np.isfinite(history.history["loss"]))
+    for weight in model.get_weights():
+        assert np.all(np.isfinite(np.asarray(weight, "float32")))
+    assert np.all(np.isfinite(np.asarray(model.predict(x, verbose=0), "f4")))
+    if spec.kind == "regularizer":
+        kernel = model.get_layer("head").kernel
+        (penalty,) = model.losses
+        keras.config.set_dtype_policy("float32")
+        reference = spec.make()(
+            keras.ops.convert_to_tensor(np.asarray(kernel, "float32"))
+        )
+        np.testing.assert_allclose(float(penalty), float(reference), rtol=1e-3)
+
+
+@pytest.mark.tensorflow_only
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_fit_with_jit_compile(name):
+    spec = SPECS[name]
+    xla_model, history, (x, y) = _fit(spec, spec.make(), jit_compile=True)
+    assert np.all(np.isfinite(history.history["loss"]))
+    plain_model, plain_history, _ = _fit(spec, spec.make(), jit_compile=False)
+    if spec.kind not in ("layer", "callback"):  # deterministic: same fit
+        np.testing.assert_allclose(
+            history.history["loss"], plain_history.history["loss"], rtol=1e-5
+        )
+
+
+@pytest.mark.parametrize("factory, error, message", BAD_CASES)
+def test_bad_input(factory, error, message):
+    with pytest.raises(error) as info:
+        factory()
+    text = str(info.value)
+    assert text.startswith("Invalid value received for argument `")
+    assert text.endswith(f"Received: {message}")
