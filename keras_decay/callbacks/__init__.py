@@ -3,4 +3,6 @@
 Each callback lives in its own private module; this package re-exports them.
 """
 
-__all__ = []
+from keras_decay.callbacks._weight_norm_logger import WeightNormLogger
+
+__all__ = ["WeightNormLogger"]
