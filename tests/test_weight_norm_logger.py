@@ -468,6 +468,7 @@ def test_mirrored_strategy_matches_single_device(tmp_path):
     )
     result = subprocess.run(
         [sys.executable, "-c", script],
+        check=False,
         capture_output=True,
         text=True,
         timeout=120,
@@ -479,9 +480,9 @@ def test_mirrored_strategy_matches_single_device(tmp_path):
     weights = {k: np.array(v) for k, v in json.loads(line[0][7:]).items()}
     events = read_events(tmp_path)
     for path, w in weights.items():
-        [(step, got)] = scalars(events, f"weight_norm/{path}")
+        [(_, got)] = scalars(events, f"weight_norm/{path}")
         np.testing.assert_allclose(got, np.linalg.norm(w), rtol=RTOL)
-    kernel = [w for p, w in weights.items() if p.endswith("dense/kernel")][0]
+    kernel = next(w for p, w in weights.items() if p.endswith("dense/kernel"))
     # The penalty is the single-device one, not divided by 2 replicas.
     np.testing.assert_allclose(
         scalars(events, "regularization/loss")[0][1],
