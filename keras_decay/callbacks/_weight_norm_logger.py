@@ -2,9 +2,11 @@
 
 import numbers
 import os
+import time
 import warnings
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_decay._validation import check_bool
@@ -224,23 +226,33 @@ class WeightNormLogger(keras.callbacks.Callback):
 
     def _open_writer(self):
         import tensorflow as tf
+        from tensorboard.summary.writer import event_file_writer
 
         try:
-            tf.io.gfile.makedirs(self._train_dir)
-            writer = tf.summary.create_file_writer(self._train_dir)
-            writer.flush()
+            return event_file_writer.EventFileWriter(self._train_dir)
         except (OSError, tf.errors.OpError) as error:
             raise OSError(
                 "WeightNormLogger cannot write TensorBoard logs to "
                 f"log_dir={self.log_dir!r}: {error}"
             ) from error
-        return writer
 
     def _build(self):
+        """Traces the statistics function once per set of variables."""
         import tensorflow as tf
 
         model = self.model
         variables = list(model.trainable_variables)
+        optimizer = _unwrap_optimizer(getattr(model, "optimizer", None))
+        hypers = []
+        for tag, names in _OPTIMIZER_HYPERS:
+            for name in names:
+                if getattr(optimizer, name, None) is not None:
+                    hypers.append((f"optimizer/{tag}", name))
+                    break
+        key = (tuple(id(v) for v in variables), tuple(hypers))
+        if self._function is not None and key == self._key:
+            return
+        self._key = key
         paths, seen = [], set()
         for variable in variables:
             path, i = variable.path, 1
@@ -250,32 +262,25 @@ class WeightNormLogger(keras.callbacks.Callback):
             paths.append(path)
         self._variables = variables
         self._paths = paths
-        if self._snapshots is None or len(self._snapshots) != len(variables):
-            # Plain (not mirrored) variables, outside any strategy scope:
-            # one copy of the weights, not one per replica.
-            with tf.init_scope():
-                self._snapshots = [
-                    tf.Variable(
-                        tf.zeros(v.shape, v.dtype),
-                        trainable=False,
-                        name="weight_norm_logger_snapshot",
-                    )
-                    for v in variables
-                ]
-        optimizer = _unwrap_optimizer(getattr(model, "optimizer", None))
-        self._hypers = []
-        for tag, names in _OPTIMIZER_HYPERS:
-            for name in names:
-                if getattr(optimizer, name, None) is not None:
-                    self._hypers.append((f"optimizer/{tag}", name))
-                    break
-        # Row layout of the vector the compiled function returns.
+        self._hypers = hypers
+        # Plain (not mirrored) variables, outside any strategy scope: one
+        # copy of the weights, not one per replica.
+        with tf.init_scope():
+            self._snapshots = [
+                tf.Variable(
+                    tf.zeros(v.shape, v.dtype),
+                    trainable=False,
+                    name="weight_norm_logger_snapshot",
+                )
+                for v in variables
+            ]
+        # Layout of the vector the compiled function returns.
         per_var = [_NORM_PREFIX[n] for n in self.norms]
         per_var += ["update_ratio", "sparsity", "nonfinite"]
         self._per_var = per_var
         tags = [f"{p}/{path}" for path in paths for p in per_var]
         tags += ["weight_norm/global", "regularization/loss"]
-        tags += [tag for tag, _ in self._hypers]
+        tags += [tag for tag, _ in hypers]
         self._tags = tags
         self._function = tf.function(self._stats, autograph=False)
         self._snapshot_function = tf.function(
@@ -289,14 +294,17 @@ class WeightNormLogger(keras.callbacks.Callback):
             snapshot.assign(tf.convert_to_tensor(variable))
 
     def _stats(self, step, hypers):
-        """Computes all statistics, writes them, returns them stacked."""
+        """Computes every statistic; returns them stacked, on the host.
+
+        Layout (float64): the per-variable rows, global norm, regularization
+        loss, optimizer values, the step, then (with histograms) per variable
+        `[low, high, count_1, ..., count_30]`.
+        """
         import tensorflow as tf
 
-        rows, squares, penalties = [], [], []
+        rows, squares, penalties, histograms = [], [], [], []
         after = []  # Sequence the variables: bounded temporary memory.
-        for variable, snapshot, path in zip(
-            self._variables, self._snapshots, self._paths
-        ):
+        for variable, snapshot in zip(self._variables, self._snapshots):
             with tf.control_dependencies(after):
                 raw = tf.convert_to_tensor(variable)
                 last = tf.cast(snapshot.read_value(), tf.float32)
@@ -320,64 +328,105 @@ class WeightNormLogger(keras.callbacks.Callback):
                 tf.cast(tf.logical_not(finite), tf.float32)
             )
             row = [stats[name] for name in self._per_var]
-            with tf.control_dependencies(row):
+            if self.histograms:
+                histograms.append(self._histogram(w, finite))
+            with tf.control_dependencies(row + histograms[-1:]):
                 assign = snapshot.assign(raw)
             regularizer = getattr(variable, "regularizer", None)
             if regularizer is not None:
                 penalties.append(
                     tf.cast(tf.convert_to_tensor(regularizer(raw)), tf.float32)
                 )
-            if self.histograms:
-                row.append(self._histogram(path, w, finite, step))
-            rows.append(row)
+            rows.extend(row)
             squares.append(square)
-            after = row + [assign]
-        values = [x for row in rows for x in row[: len(self._per_var)]]
-        values.append(tf.sqrt(tf.add_n(squares) if squares else 0.0))
-        values.append(tf.add_n(penalties) if penalties else tf.constant(0.0))
-        values.extend(tf.unstack(hypers, num=len(self._hypers)))
-        stacked = tf.stack(values)
+            after = [*row, assign]
+        rows.append(tf.sqrt(tf.add_n(squares) if squares else 0.0))
+        rows.append(tf.add_n(penalties) if penalties else tf.constant(0.0))
+        parts = [tf.cast(tf.stack(rows), tf.float64)]
+        parts.append(tf.cast(hypers, tf.float64))
+        parts.append(tf.cast(tf.reshape(step, [1]), tf.float64))
+        parts.extend(histograms)
+        stacked = tf.concat(parts, 0)
         with tf.device("/CPU:0"):
-            host = tf.identity(stacked)  # The one device-to-host transfer.
-            for i, tag in enumerate(self._tags):
-                tf.summary.scalar(tag, host[i], step=step)
-        return host
+            return tf.identity(stacked)  # The one device-to-host transfer.
 
-    def _histogram(self, path, w, finite, step):
+    def _histogram(self, w, finite):
+        """`[low, high, counts...]` over the finite entries, float64."""
         import tensorflow as tf
-        from tensorboard.plugins.histogram import metadata
 
         flat = tf.reshape(w, [-1])
         finite = tf.reshape(finite, [-1])
         big = tf.float32.max
-        low = tf.reduce_min(tf.where(finite, flat, big))
-        high = tf.reduce_max(tf.where(finite, flat, -big))
         any_finite = tf.reduce_any(finite)
-        low = tf.where(any_finite, low, 0.0)
-        high = tf.where(any_finite, high, 0.0)
-        flat = tf.where(finite, flat, low)
-        n = _HISTOGRAM_BUCKETS
+        low = tf.where(
+            any_finite, tf.reduce_min(tf.where(finite, flat, big)), 0
+        )
+        high = tf.where(
+            any_finite, tf.reduce_max(tf.where(finite, flat, -big)), 0
+        )
         single = tf.equal(low, high)
         counts = tf.histogram_fixed_width(
-            flat, tf.stack([low, tf.where(single, low + 1.0, high)]), nbins=n
+            tf.boolean_mask(flat, finite),
+            tf.stack([low, tf.where(single, low + 1.0, high)]),
+            nbins=_HISTOGRAM_BUCKETS,
         )
-        counts = tf.where(
-            single,
-            tf.concat([tf.zeros([n - 1], tf.int32), [tf.size(flat)]], 0),
-            counts,
+        return tf.cast(
+            tf.concat([[low, high], tf.cast(counts, tf.float32)], 0), tf.float64
         )
-        low64, high64 = tf.cast(low, tf.float64), tf.cast(high, tf.float64)
-        edges = tf.linspace(low64, high64, n + 1)
-        edges = tf.concat([edges[:-1], [high64]], 0)
-        buckets = tf.stack(
-            [edges[:-1], edges[1:], tf.cast(counts, tf.float64)], axis=1
-        )
-        tag = f"weight_histogram/{path}"
-        return tf.summary.write(
-            tag,
-            buckets,
-            step=step,
-            metadata=metadata.create_summary_metadata(tag, ""),
+
+    # -- writing --------------------------------------------------------------
+
+    def _write(self, values):
+        from tensorboard.compat.proto import event_pb2
+        from tensorboard.compat.proto import summary_pb2
+        from tensorboard.compat.proto import tensor_pb2
+        from tensorboard.compat.proto import tensor_shape_pb2
+        from tensorboard.compat.proto import types_pb2
+        from tensorboard.plugins.histogram import metadata as histogram_meta
+        from tensorboard.plugins.scalar import metadata as scalar_meta
+
+        n = len(self._tags)
+        scalars = values[:n]
+        step = int(values[n])
+        summary = summary_pb2.Summary()
+        for tag, value in zip(self._tags, scalars):
+            entry = summary.value.add(tag=tag)
+            entry.tensor.CopyFrom(
+                tensor_pb2.TensorProto(
+                    dtype=types_pb2.DT_FLOAT, float_val=[float(value)]
+                )
+            )
+            if tag not in self._described:
+                entry.metadata.CopyFrom(
+                    scalar_meta.create_summary_metadata(tag, "")
+                )
+                self._described.add(tag)
+        if self.histograms:
+            width = 2 + _HISTOGRAM_BUCKETS
+            data = values[n + 1 :].reshape(-1, width)
+            for path, row in zip(self._paths, data):
+                tag = f"weight_histogram/{path}"
+                buckets = _buckets(row[0], row[1], row[2:])
+                entry = summary.value.add(tag=tag)
+                entry.tensor.CopyFrom(
+                    tensor_pb2.TensorProto(
+                        dtype=types_pb2.DT_DOUBLE,
+                        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+                            dim=[
+                                tensor_shape_pb2.TensorShapeProto.Dim(size=s)
+                                for s in buckets.shape
+                            ]
+                        ),
+                        tensor_content=buckets.tobytes(),
+                    )
+                )
+                if tag not in self._described:
+                    entry.metadata.CopyFrom(
+                        histogram_meta.create_summary_metadata(tag, "")
+                    )
+                    self._described.add(tag)
+        self._writer.add_event(
+            event_pb2.Event(wall_time=time.time(), step=step, summary=summary)
         )
 
     # -- callback hooks -------------------------------------------------------
@@ -389,16 +438,22 @@ class WeightNormLogger(keras.callbacks.Callback):
                 f"Received: backend={keras.backend.backend()!r}"
             )
         self._writer = self._open_writer() if self._should_write() else None
+        self._described = set()
         self._build()
         self._snapshot_function()
         self._batches = 0
-        self._stop_requested = False
         if self.hparams is not None and not self._hparams_written:
             if self._writer is not None:
+                from tensorboard.compat.proto import event_pb2
                 from tensorboard.plugins.hparams import api as hp
 
-                with self._writer.as_default():
-                    hp.hparams(self.hparams)
+                self._writer.add_event(
+                    event_pb2.Event(
+                        wall_time=time.time(),
+                        step=0,
+                        summary=hp.hparams_pb(self.hparams),
+                    )
+                )
                 self._writer.flush()
             self._hparams_written = True
 
@@ -407,8 +462,7 @@ class WeightNormLogger(keras.callbacks.Callback):
             return
         self._batches += 1
         if self._batches % self._every == 0:
-            optimizer = self.model.optimizer
-            self._log(ops.convert_to_tensor(optimizer.iterations))
+            self._log(self.model.optimizer.iterations)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.update_freq == "epoch":
@@ -418,13 +472,11 @@ class WeightNormLogger(keras.callbacks.Callback):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        # The compiled function captured the closed writer: rebuild per fit.
-        self._function = None
 
     def _log(self, step):
         import tensorflow as tf
 
-        step = tf.cast(step, tf.int64)
+        step = tf.cast(tf.convert_to_tensor(step), tf.int64)
         optimizer = _unwrap_optimizer(self.model.optimizer)
         hypers = [
             _as_float32_tensor(getattr(optimizer, name))
@@ -432,14 +484,14 @@ class WeightNormLogger(keras.callbacks.Callback):
         ]
         hypers = tf.stack(hypers) if hypers else tf.zeros([0])
         strategy = getattr(self.model, "distribute_strategy", None)
-        scope = strategy.scope() if strategy is not None else _null()
-        with scope:
-            if self._writer is not None:
-                with self._writer.as_default():
-                    values = self._function(step, hypers)
-            else:
+        if strategy is not None:
+            with strategy.scope():  # Cross-replica context.
                 values = self._function(step, hypers)
+        else:
+            values = self._function(step, hypers)
         values = values.numpy()
+        if self._writer is not None:
+            self._write(values)
         self._check_nonfinite(values)
 
     def _check_nonfinite(self, values):
@@ -458,9 +510,15 @@ class WeightNormLogger(keras.callbacks.Callback):
         warnings.warn(f"WeightNormLogger: {message}.", RuntimeWarning)
 
 
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+def _buckets(low, high, counts):
+    """TensorBoard's `[k, 3]` histogram rows `[left, right, count]`."""
+    k = len(counts)
+    if low == high:
+        # As `tf.summary.histogram`: zero-width buckets, all in the last.
+        edges = np.full(k, high, np.float64)
+        last = np.zeros(k, np.float64)
+        last[-1] = np.sum(counts)
+        return np.stack([edges, edges, last], axis=1)
+    edges = np.linspace(low, high, k + 1)
+    edges[-1] = high
+    return np.stack([edges[:-1], edges[1:], counts], axis=1).astype(np.float64)
