@@ -58,7 +58,7 @@ def callback_sets(log_root):
         return os.path.join(log_root, name)
 
     return {
-        "base": lambda: [],
+        "base": list,
         "epoch": lambda: [WeightNormLogger(tb("epoch"))],
         "every10": lambda: [WeightNormLogger(tb("every10"), update_freq=10)],
         "tb_hist": lambda: [
@@ -112,7 +112,7 @@ def main():
         x = rng.normal(size=(2048, 28, 28, 1)).astype("float32")
         y = rng.normal(size=(2048, 10)).astype("float32")
         small = cnn(64)
-        bench("small CNN", small, x, y, 2, 64, args.repeats, log_root)
+        bench("small CNN", small, x, y, 3, 64, args.repeats, log_root)
         big = cnn(5200)  # 11 * 11 * 32 * 5200 kernel entries: 20.1M.
         assert big.count_params() >= 20_000_000, big.count_params()
         xb, yb = x[:640], y[:640]

@@ -187,6 +187,10 @@ class WeightNormLogger(keras.callbacks.Callback):
             stop_on_nonfinite, "stop_on_nonfinite"
         )
         self._every = 1 if self.update_freq == "batch" else self.update_freq
+        if self.update_freq == "epoch":
+            # Keep Keras' default (a no-op) so that `fit` may still dispatch
+            # batch-end callbacks asynchronously.
+            self.on_train_batch_end = super().on_train_batch_end
         self._writer = None
         self._function = None
         self._snapshots = None
