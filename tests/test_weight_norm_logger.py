@@ -565,3 +565,36 @@ def test_tensorboard_server_serves_logged_scalars(tmp_path):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(timeout=10)
+
+
+class _FloatLike:
+    """A hyperparameter object that only converts through `float()`."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __float__(self):
+        return self.value
+
+
+def test_optimizer_attribute_objects_are_read(tmp_path):
+    x, y = make_data()
+    model = make_model()
+    optimizer = keras.optimizers.SGD(0.05, momentum=0.5)
+    model.compile(optimizer, "mse")
+    model.fit(x, y, epochs=1, verbose=0)
+    # After the train function is traced, swap the attributes for objects
+    # of other kinds: the logger reads their current value at each log.
+    optimizer.momentum = _FloatLike(0.25)
+    optimizer.weight_decay = tf.Variable(0.125)
+    model.fit(
+        x,
+        y,
+        epochs=1,
+        batch_size=32,
+        verbose=0,
+        callbacks=[WeightNormLogger(tmp_path)],
+    )
+    events = read_events(tmp_path)
+    assert scalars(events, "optimizer/momentum") == [(0, 0.25)]
+    assert scalars(events, "optimizer/weight_decay") == [(0, 0.125)]
