@@ -223,9 +223,10 @@ class WeightNormLogger(keras.callbacks.Callback):
             return True
         extended = strategy.extended
         for name in ("should_save_summary", "should_checkpoint"):
-            flag = getattr(extended, name, None)
-            if flag is not None:
-                return bool(flag)
+            try:
+                return bool(getattr(extended, name))
+            except (AttributeError, NotImplementedError):
+                continue
         return True
 
     def _open_writer(self):
@@ -278,6 +279,9 @@ class WeightNormLogger(keras.callbacks.Callback):
                 )
                 for v in variables
             ]
+            self._last_squares = tf.Variable(
+                tf.zeros([len(variables)]), trainable=False
+            )
         # Layout of the vector the compiled function returns.
         per_var = [_NORM_PREFIX[n] for n in self.norms]
         per_var += ["update_ratio", "sparsity", "nonfinite"]
@@ -294,8 +298,13 @@ class WeightNormLogger(keras.callbacks.Callback):
     def _take_snapshot(self):
         import tensorflow as tf
 
+        squares = []
         for variable, snapshot in zip(self._variables, self._snapshots):
-            snapshot.assign(tf.convert_to_tensor(variable))
+            value = tf.convert_to_tensor(variable)
+            snapshot.assign(value)
+            squares.append(tf.reduce_sum(tf.square(tf.cast(value, tf.float32))))
+        if squares:
+            self._last_squares.assign(tf.stack(squares))
 
     def _stats(self, step, hypers):
         """Computes every statistic; returns them stacked, on the host.
@@ -307,8 +316,13 @@ class WeightNormLogger(keras.callbacks.Callback):
         import tensorflow as tf
 
         rows, squares, penalties, histograms = [], [], [], []
+        last_squares = tf.unstack(
+            self._last_squares.read_value(), num=len(self._variables)
+        )
         after = []  # Sequence the variables: bounded temporary memory.
-        for variable, snapshot in zip(self._variables, self._snapshots):
+        for variable, snapshot, last_square in zip(
+            self._variables, self._snapshots, last_squares
+        ):
             with tf.control_dependencies(after):
                 raw = tf.convert_to_tensor(variable)
                 last = tf.cast(snapshot.read_value(), tf.float32)
@@ -320,9 +334,10 @@ class WeightNormLogger(keras.callbacks.Callback):
                 "weight_l1": tf.reduce_sum(abs_w),
                 "weight_max": tf.reduce_max(abs_w),
             }
+            # ||w_last||**2 was computed at the previous log: one pass less.
             stats["update_ratio"] = tf.math.divide_no_nan(
-                tf.norm(tf.reshape(w - last, [-1])),
-                tf.norm(tf.reshape(last, [-1])),
+                tf.sqrt(tf.reduce_sum(tf.math.squared_difference(w, last))),
+                tf.sqrt(last_square),
             )
             stats["sparsity"] = tf.reduce_mean(
                 tf.cast(abs_w < _SPARSITY_THRESHOLD, tf.float32)
@@ -344,7 +359,11 @@ class WeightNormLogger(keras.callbacks.Callback):
             rows.extend(row)
             squares.append(square)
             after = [*row, assign]
-        rows.append(tf.sqrt(tf.add_n(squares) if squares else 0.0))
+        if squares:
+            with tf.control_dependencies(after):
+                after = [self._last_squares.assign(tf.stack(squares))]
+        with tf.control_dependencies(after):
+            rows.append(tf.sqrt(tf.add_n(squares) if squares else 0.0))
         rows.append(tf.add_n(penalties) if penalties else tf.constant(0.0))
         parts = [tf.cast(tf.stack(rows), tf.float64)]
         parts.append(tf.cast(hypers, tf.float64))
