@@ -124,10 +124,12 @@ class WeightNormLogger(keras.callbacks.Callback):
     `optimizer/learning_rate`, `optimizer/momentum` (`momentum`, or Adam's
     `beta_1`) and `optimizer/weight_decay` where the optimizer has them.
 
-    All statistics come from one compiled `tf.function` that reads each
-    variable once, writes the summaries and hands one stacked vector to the
-    host. It keeps a copy of each trainable variable (the `w_last` snapshot),
-    so it holds as much extra memory as the trainable weights take.
+    All statistics come from one compiled `tf.function` (traced once per
+    model and reused by later fits) that reads each variable once and hands
+    one stacked vector to the host; the events are then written with
+    TensorBoard's `EventFileWriter`, created at `on_train_begin` and closed
+    at `on_train_end`. The logger keeps a copy of each trainable variable
+    (the `w_last` snapshot): as much extra memory as the trainable weights.
 
     A NaN or Inf in a variable is logged and, with `stop_on_nonfinite=True`,
     stops training (`model.stop_training = True`) with a `RuntimeWarning`
