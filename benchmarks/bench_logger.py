@@ -1,7 +1,8 @@
 """Fit-time cost of `WeightNormLogger` against no callback and Keras' TensorBoard.
 
 For each model, the same compiled model is fitted with each callback set in
-turn (alternating, `--repeats` rounds after one warm-up round) and the median
+turn (alternating, in an order rotated every round; `--repeats` rounds
+after one warm-up round) and the median
 wall time (and process CPU time, steadier on a shared machine) of each set
 is divided by the median without callbacks:
 
@@ -77,8 +78,12 @@ def bench(name, model, x, y, epochs, batch_size, repeats, log_root):
     sets = {k: make() for k, make in callback_sets(log_root).items()}
     times = {k: [] for k in sets}
     cpu = {k: [] for k in sets}
+    keys = list(sets)
     for round_ in range(repeats + 1):
-        for key, callbacks in sets.items():
+        # Rotate the order so that no set always follows the same other one
+        # (a fit right after TensorBoard's histograms runs slower).
+        for key in keys[round_ % 4 :] + keys[: round_ % 4]:
+            callbacks = sets[key]
             gc.collect()
             start, start_cpu = time.perf_counter(), time.process_time()
             model.fit(
