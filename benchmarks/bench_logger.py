@@ -1,10 +1,9 @@
 """Fit-time cost of `WeightNormLogger` against no callback and Keras' TensorBoard.
 
 For each model, the same compiled model is fitted with each callback set in
-turn (alternating, in an order rotated every round; `--repeats` rounds
-after one warm-up round) and the median
-wall time (and process CPU time, steadier on a shared machine) of each set
-is divided by the median without callbacks:
+turn (alternating, in an order rotated every round; `--repeats` rounds after
+one warm-up round) and the median wall time (and process CPU time, steadier
+on a shared machine) of each set is divided by the median without callbacks:
 
     base        no callback
     epoch       WeightNormLogger(update_freq="epoch")
