@@ -1,0 +1,168 @@
+"""Fit-time cost of `WeightNormLogger` vs no callback and Keras' TensorBoard.
+
+For each model, the same compiled model is fitted with each callback set in
+turn (alternating, in an order rotated every round; `--repeats` rounds after
+one warm-up round) and the median wall time (and process CPU time, steadier
+on a shared machine) of each set is divided by the median without callbacks:
+
+    base        no callback
+    epoch       WeightNormLogger(update_freq="epoch")
+    every10     WeightNormLogger(update_freq=10)
+    tb_hist     keras.callbacks.TensorBoard(histogram_freq=1)
+
+Models: a small Sequential CNN and a >= 20M-parameter one (a wide Dense head
+on the same convolutions). Run:
+
+    python benchmarks/bench_logger.py [--repeats 5]
+"""
+
+import argparse
+import gc
+import os
+import statistics
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_decay import WeightDecay  # noqa: E402
+from keras_decay.callbacks import WeightNormLogger  # noqa: E402
+
+
+def cnn(dense_units):
+    keras.utils.set_random_seed(0)
+    decay = WeightDecay(5e-4)
+    return keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(
+                16, 3, activation="relu", kernel_regularizer=decay
+            ),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(
+                32, 3, activation="relu", kernel_regularizer=decay
+            ),
+            keras.layers.Flatten(),
+            keras.layers.Dense(
+                dense_units, activation="relu", kernel_regularizer=decay
+            ),
+            keras.layers.Dense(10),
+        ]
+    )
+
+
+def callback_sets(log_root):
+    def tb(name):
+        return os.path.join(log_root, name)
+
+    return {
+        "base": list,
+        "epoch": lambda: [WeightNormLogger(tb("epoch"))],
+        "every10": lambda: [WeightNormLogger(tb("every10"), update_freq=10)],
+        "tb_hist": lambda: [
+            keras.callbacks.TensorBoard(
+                tb("tb"), histogram_freq=1, write_graph=False
+            )
+        ],
+    }
+
+
+def bench(name, model, x, y, epochs, batch_size, repeats, log_root):
+    model.compile(keras.optimizers.SGD(0.01, momentum=0.9), "mse")
+    # One callback set per configuration, reused by every round as a user
+    # reuses a callback across fits; garbage is collected outside the timing.
+    sets = {k: make() for k, make in callback_sets(log_root).items()}
+    times = {k: [] for k in sets}
+    cpu = {k: [] for k in sets}
+    keys = list(sets)
+    for round_ in range(repeats + 1):
+        # Rotate the order so that no set always follows the same other one
+        # (a fit right after TensorBoard's histograms runs slower).
+        for key in keys[round_ % 4 :] + keys[: round_ % 4]:
+            callbacks = sets[key]
+            gc.collect()
+            start, start_cpu = time.perf_counter(), time.process_time()
+            model.fit(
+                x,
+                y,
+                epochs=epochs,
+                batch_size=batch_size,
+                verbose=0,
+                callbacks=callbacks,
+            )
+            elapsed = time.perf_counter() - start
+            if round_ > 0:  # Round 0 warms up (tracing, first writes).
+                times[key].append(elapsed)
+                cpu[key].append(time.process_time() - start_cpu)
+    base = statistics.median(times["base"])
+    base_cpu = statistics.median(cpu["base"])
+    steps = epochs * int(np.ceil(len(x) / batch_size))
+    print(
+        f"\n{name}: {model.count_params():,} parameters, "
+        f"{len(model.trainable_variables)} variables, {steps} steps/fit, "
+        f"median of {repeats}"
+    )
+    print(
+        f"{'callbacks':<10} {'wall s':>8} {'ratio':>7} {'cpu s':>8} "
+        f"{'cpu ratio':>9}"
+    )
+    for key, values in times.items():
+        median = statistics.median(values)
+        median_cpu = statistics.median(cpu[key])
+        print(
+            f"{key:<10} {median:8.3f} {median / base:7.3f} "
+            f"{median_cpu:8.3f} {median_cpu / base_cpu:9.3f}"
+        )
+
+
+def per_call_costs(name, model, x, y, batch_size, calls, log_root):
+    """Median cost of one log and of one training step, timed alone.
+
+    Steadier than whole fits on a loaded machine: the ratio a fit with a log
+    every N steps would show is about `1 + log / (N * step)`.
+    """
+    xb, yb = x[:batch_size], y[:batch_size]
+    model.train_on_batch(xb, yb)
+    logger = WeightNormLogger(os.path.join(log_root, "calls"))
+    logger.set_model(model)
+    logger.on_train_begin()
+    logger.on_epoch_end(0)  # Traces the statistics function.
+    logs, steps = [], []
+    for i in range(calls):
+        start = time.perf_counter()
+        model.train_on_batch(xb, yb)
+        steps.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        logger.on_epoch_end(i + 1)
+        logs.append(time.perf_counter() - start)
+    logger.on_train_end()
+    log, step = statistics.median(logs), statistics.median(steps)
+    print(
+        f"{name}: one log {log * 1e3:.1f} ms, one step {step * 1e3:.1f} ms; "
+        f"implied ratio every 10 steps {1 + log / (10 * step):.3f}"
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as log_root:
+        x = rng.normal(size=(2048, 28, 28, 1)).astype("float32")
+        y = rng.normal(size=(2048, 10)).astype("float32")
+        small = cnn(64)
+        bench("small CNN", small, x, y, 3, 64, args.repeats, log_root)
+        per_call_costs("small CNN", small, x, y, 64, 30, log_root)
+        big = cnn(5200)  # 11 * 11 * 32 * 5200 kernel entries: 20.1M.
+        assert big.count_params() >= 20_000_000, big.count_params()
+        xb, yb = x[:640], y[:640]
+        bench("20M CNN", big, xb, yb, 1, 32, max(3, args.repeats - 2), log_root)
+        per_call_costs("20M CNN", big, xb, yb, 32, 15, log_root)
+
+
+if __name__ == "__main__":
+    main()
