@@ -18,6 +18,7 @@ in `SPECS` below, and is then covered by every contract:
 import dataclasses
 import math
 import os
+import tempfile
 
 import keras
 import numpy as np
@@ -288,6 +289,42 @@ SPECS = {
                 ),
                 ValueError,
                 "initial_value=-1.0",
+            ),
+        ],
+    ),
+    "WeightNormLogger": Spec(
+        "callback",
+        lambda: callbacks.WeightNormLogger(
+            log_dir=tempfile.mkdtemp(prefix="contract-"),
+            update_freq=2,
+            norms=("l2", "max"),
+            hparams={"decay": 0.1},
+        ),
+        [
+            (
+                lambda: callbacks.WeightNormLogger(update_freq=0),
+                ValueError,
+                "update_freq=0",
+            ),
+            (
+                lambda: callbacks.WeightNormLogger(update_freq="step"),
+                ValueError,
+                "update_freq='step'",
+            ),
+            (
+                lambda: callbacks.WeightNormLogger(norms=("l3",)),
+                ValueError,
+                "norms=('l3',)",
+            ),
+            (
+                lambda: callbacks.WeightNormLogger(histograms="yes"),
+                TypeError,
+                "histograms='yes'",
+            ),
+            (
+                lambda: callbacks.WeightNormLogger(hparams=[1]),
+                TypeError,
+                "hparams=[1]",
             ),
         ],
     ),

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_decay._validation import _fail
 from keras_decay._validation import check_bool
 from keras_decay._validation import check_choice
 from keras_decay._validation import check_positive_int
@@ -25,13 +26,6 @@ _OPTIMIZER_HYPERS = (
     ("momentum", ("momentum", "beta_1")),
     ("weight_decay", ("weight_decay",)),
 )
-
-
-def _fail(error, name, expected, value):
-    raise error(
-        f"Invalid value received for argument `{name}`. Expected {expected}. "
-        f"Received: {name}={value!r}"
-    )
 
 
 def _check_update_freq(update_freq):
