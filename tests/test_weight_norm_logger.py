@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 import time
 import urllib.parse
 import urllib.request
@@ -24,39 +23,12 @@ import tensorflow as tf  # noqa: E402
 
 from keras_decay import WeightDecay  # noqa: E402
 from keras_decay.callbacks import WeightNormLogger  # noqa: E402
+from tests._events import read_events  # noqa: E402
+from tests._events import scalars  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RTOL = 1e-5
 ATOL = 1e-6
-
-
-def read_events(log_dir, run="train"):
-    """Returns {tag: [(step, ndarray, plugin_name), ...]} in write order.
-
-    Files are ordered by their first event's wall time: their names end in
-    a per-process counter, so "...9" sorts after "...10".
-    """
-    files = [
-        list(tf.compat.v1.train.summary_iterator(path))
-        for path in glob.glob(os.path.join(log_dir, run, "events.*"))
-    ]
-    files.sort(key=lambda file_events: file_events[0].wall_time)
-    events = {}
-    for file_events in files:
-        for event in file_events:
-            for value in event.summary.value:
-                events.setdefault(value.tag, []).append(
-                    (
-                        event.step,
-                        tf.make_ndarray(value.tensor),
-                        value.metadata.plugin_data.plugin_name,
-                    )
-                )
-    return events
-
-
-def scalars(events, tag):
-    return [(step, float(v)) for step, v, _ in events[tag]]
 
 
 class Capture(keras.callbacks.Callback):
@@ -444,60 +416,6 @@ def test_config_round_trip_and_validation():
     for kwargs, error, received in cases:
         with pytest.raises(error, match=re.escape(f"Received: {received}")):
             WeightNormLogger(**kwargs)
-
-
-def test_mirrored_strategy_matches_single_device(tmp_path):
-    """Two logical CPUs (a fresh process): logged norms equal NumPy's."""
-    script = textwrap.dedent(
-        f"""
-        import os
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
-        import tensorflow as tf
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        import json, keras, numpy as np
-        from keras_decay import WeightDecay
-        from keras_decay.callbacks import WeightNormLogger
-        strategy = tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
-        with strategy.scope():
-            keras.utils.set_random_seed(1)
-            model = keras.Sequential([
-                keras.Input((6,)),
-                keras.layers.Dense(5, kernel_regularizer=WeightDecay(0.1)),
-                keras.layers.Dense(1)])
-            model.compile(keras.optimizers.SGD(0.05), "mse")
-        x = np.random.default_rng(0).normal(size=(64, 6)).astype("float32")
-        y = x[:, :1] * 2
-        model.fit(x, y, epochs=1, batch_size=16, verbose=0,
-                  callbacks=[WeightNormLogger({str(tmp_path)!r})])
-        print("WEIGHTS" + json.dumps(
-            {{v.path: v.numpy().tolist() for v in model.trainable_variables}}))
-        """
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": ROOT},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    line = [s for s in result.stdout.splitlines() if s.startswith("WEIGHTS")]
-    weights = {k: np.array(v) for k, v in json.loads(line[0][7:]).items()}
-    events = read_events(tmp_path)
-    for path, w in weights.items():
-        [(_, got)] = scalars(events, f"weight_norm/{path}")
-        np.testing.assert_allclose(got, np.linalg.norm(w), rtol=RTOL)
-    kernel = next(w for p, w in weights.items() if p.endswith("dense/kernel"))
-    # The penalty is the single-device one, not divided by 2 replicas.
-    np.testing.assert_allclose(
-        scalars(events, "regularization/loss")[0][1],
-        0.05 * np.sum(kernel**2),
-        rtol=RTOL,
-    )
 
 
 def _tensorboard_executable():

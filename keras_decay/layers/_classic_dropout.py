@@ -55,7 +55,7 @@ class ClassicDropout(keras.layers.Layer):
         self.rate = _rate.check_rate(rate)
         self.noise_shape = _check_noise_shape(noise_shape)
         self.seed = _rate.check_seed(seed)
-        self.seed_generator = keras.random.SeedGenerator(self.seed)
+        self.seed_generator = _rate.ReplicaSeedGenerator(self.seed)
         self.rate_variable = _rate.make_rate_variable(self, self.rate)
         self.supports_masking = True
         self.built = True

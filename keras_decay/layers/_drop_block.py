@@ -186,7 +186,7 @@ class DropBlock2D(keras.layers.Layer):
         self.block_size = _check_block_size(block_size)
         self.data_format = _check_data_format(data_format)
         self.seed = _rate.check_seed(seed)
-        self.seed_generator = keras.random.SeedGenerator(self.seed)
+        self.seed_generator = _rate.ReplicaSeedGenerator(self.seed)
         self.rate_variable = _rate.make_rate_variable(self, self.rate)
         self.built = True
 

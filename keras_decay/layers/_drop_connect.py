@@ -50,7 +50,7 @@ class DropConnectDense(keras.layers.Dense):
         super().__init__(units, **kwargs)
         self.rate = _rate.check_rate(rate)
         self.seed = _rate.check_seed(seed)
-        self.seed_generator = keras.random.SeedGenerator(self.seed)
+        self.seed_generator = _rate.ReplicaSeedGenerator(self.seed)
         # Created before the kernel, so that DropRateScheduler finds it even
         # in a model that is built during the first train step.
         self.rate_variable = _rate.make_rate_variable(self, self.rate)

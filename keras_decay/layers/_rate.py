@@ -51,3 +51,44 @@ def check_input_rank(layer, shape, ndim):
             f"'{layer.name}'. Expected a {ndim}D tensor. "
             f"Received: inputs.shape={tuple(shape)}"
         )
+
+
+# Added to the first seed component on replica r, so that replicas draw
+# different streams; a large prime keeps them apart from nearby user seeds.
+_REPLICA_SEED_STRIDE = 1_000_003
+
+
+class ReplicaSeedGenerator(keras.random.SeedGenerator):
+    """A `SeedGenerator` that gives each `tf.distribute` replica its own seed.
+
+    Keras' generator state is one mirrored variable, so under
+    `MirroredStrategy` every replica draws the same seed, hence the same
+    dropout mask for different examples (Keras' own `Dropout` does this since
+    Keras 3.8). This generator offsets the drawn seed by the replica's index,
+    `seed + [replica_id * 1000003, 0]`: replicas get different masks, and the
+    masks are still a function of the layer's seed alone. Outside a
+    multi-replica context (one device, JAX, a cross-replica call) it draws
+    exactly what `keras.random.SeedGenerator` draws.
+    """
+
+    def next(self, ordered=True):
+        seed = super().next(ordered=ordered)
+        replica = _replica_id()
+        if replica is None:
+            return seed
+        offset = keras.ops.stack(
+            [keras.ops.cast(replica, seed.dtype) * _REPLICA_SEED_STRIDE, 0]
+        )
+        return seed + keras.ops.cast(offset, seed.dtype)
+
+
+def _replica_id():
+    """The `tf.distribute` replica index, or None with a single replica."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return None
+    return context.replica_id_in_sync_group
