@@ -46,11 +46,11 @@ from keras_decay._validation import check_positive_int
 from keras_decay.regularizers import WeightDecay
 
 __all__ = [
-    "CompareError",
-    "CompareOptions",
     "DATASETS",
     "LR_SCHEDULES",
     "RUN_NAMES",
+    "CompareError",
+    "CompareOptions",
     "build_callbacks",
     "build_model",
     "build_optimizer",
@@ -226,7 +226,7 @@ def load_data(dataset="digits", train_fraction=1.0, seed=1):
         loader = getattr(keras.datasets, dataset)
         try:
             (x_train, y_train), (x_val, y_val) = loader.load_data()
-        except Exception as error:  # get_file raises a bare Exception.
+        except Exception as error:  # noqa: BLE001 (get_file raises Exception)
             reason = str(error).splitlines()[0] if str(error) else error
             raise CompareError(
                 f"the {dataset} data set is downloaded by keras.datasets and "
@@ -374,9 +374,7 @@ def build_optimizer(options, steps_per_epoch):
             values = [
                 options.lr * STEP_DECAY_FACTOR**k for k in range(drops + 1)
             ]
-            learning_rate = schedules.PiecewiseConstantDecay(
-                boundaries, values
-            )
+            learning_rate = schedules.PiecewiseConstantDecay(boundaries, values)
     return keras.optimizers.SGD(
         learning_rate=learning_rate, momentum=options.momentum
     )
@@ -520,8 +518,8 @@ def train_run(run, data, options):
         "best_epoch": best + 1,
         "weight_norm": global_weight_norm(model),
         "seconds": seconds,
-        "num_train": int(len(x_train)),
-        "num_val": int(len(x_val)),
+        "num_train": len(x_train),
+        "num_val": len(x_val),
         "log_dir": run_dir,
         "hparams": dict(
             options.hparams(),
@@ -599,6 +597,7 @@ def plot_comparison(results, path):
     matplotlib = _import_extra("matplotlib")
     matplotlib.use("Agg", force=True)
     pyplot = _import_extra("matplotlib.pyplot")
+    ticker = _import_extra("matplotlib.ticker")
     figure, axes = pyplot.subplots(2, 2, figsize=(10, 7), sharex=True)
     panels = (
         ("validation accuracy", lambda h: h["val_accuracy"]),
@@ -616,6 +615,7 @@ def plot_comparison(results, path):
             axis.plot(epochs, values(history), marker=".", label=result["run"])
         axis.set_title(title)
         axis.grid(alpha=0.3)
+        axis.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     for axis in axes[1]:
         axis.set_xlabel("epoch")
     axes[0, 0].legend()

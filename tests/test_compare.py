@@ -5,17 +5,17 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import keras
+import numpy as np
+import pytest
 
-from keras_decay import compare  # noqa: E402
-from keras_decay.regularizers import WeightDecay  # noqa: E402
+from keras_decay import compare
+from keras_decay.regularizers import WeightDecay
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # Tiny: 2 epochs on 5% of the digits training split (63 images, 2 batches).
-TINY = dict(epochs=2, batch_size=32, train_fraction=0.05, quiet=True)
+TINY = {"epochs": 2, "batch_size": 32, "train_fraction": 0.05, "quiet": True}
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def tiny_run(tmp_path_factory):
 
 
 def test_results_json_matches_independent_recomputation(tiny_run):
-    logdir, results, models = tiny_run
+    logdir, _results, models = tiny_run
     with open(logdir / "results.json") as file:
         written = json.load(file)
     assert [r["run"] for r in written] == list(compare.RUN_NAMES)
@@ -103,7 +103,9 @@ def test_models_differ_only_by_regularization():
         for layer in kernels
     )
     dropouts = [
-        layer for layer in drop.layers if isinstance(layer, keras.layers.Dropout)
+        layer
+        for layer in drop.layers
+        if isinstance(layer, keras.layers.Dropout)
     ]
     assert [layer.rate for layer in dropouts] == [0.3]
     assert drop.layers[-2] is dropouts[0]  # right before the classifier
@@ -179,19 +181,19 @@ def test_recorded_learning_rate_follows_step_schedule(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, name",
     [
-        (dict(epochs=0), "epochs"),
-        (dict(batch_size=-1), "batch_size"),
-        (dict(lr=0.0), "lr"),
-        (dict(weight_decay=-1e-4), "weight_decay"),
-        (dict(dropout=1.0), "dropout"),
-        (dict(momentum=1.5), "momentum"),
-        (dict(lr_schedule="cosine"), "lr_schedule"),
-        (dict(runs=("plain", "plain")), "runs"),
-        (dict(runs=("l3",)), "runs"),
-        (dict(runs=()), "runs"),
-        (dict(seed=-1), "seed"),
-        (dict(dataset="imagenet"), "dataset"),
-        (dict(train_fraction=0.0), "train_fraction"),
+        ({"epochs": 0}, "epochs"),
+        ({"batch_size": -1}, "batch_size"),
+        ({"lr": 0.0}, "lr"),
+        ({"weight_decay": -1e-4}, "weight_decay"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"momentum": 1.5}, "momentum"),
+        ({"lr_schedule": "cosine"}, "lr_schedule"),
+        ({"runs": ("plain", "plain")}, "runs"),
+        ({"runs": ("l3",)}, "runs"),
+        ({"runs": ()}, "runs"),
+        ({"seed": -1}, "seed"),
+        ({"dataset": "imagenet"}, "dataset"),
+        ({"train_fraction": 0.0}, "train_fraction"),
     ],
 )
 def test_bad_options_are_rejected(kwargs, name):
@@ -201,7 +203,7 @@ def test_bad_options_are_rejected(kwargs, name):
 
 def test_offline_download_is_a_one_line_compare_error(monkeypatch):
     def offline():
-        raise Exception(
+        raise ConnectionError(
             "URL fetch failure on https://example/mnist.npz: None -- "
             "[Errno -3] Temporary failure in name resolution"
         )
