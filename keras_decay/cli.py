@@ -31,6 +31,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows `(default: x)` except for `None` / `False` defaults."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _option(parse, check, name, **kwargs):
     """An argparse `type=` that parses the text, then applies `check`."""
 
@@ -74,7 +83,7 @@ def _add_compare_parser(subparsers):
             "results.json, comparison.png and one folder per run into "
             "--logdir, and print the results table."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Formatter,
     )
     positive_int = _validation.check_positive_int
     parser.add_argument(
@@ -210,7 +219,7 @@ def _run_compare(args):
         dropout=args.dropout,
         lr_schedule=args.lr_schedule,
         momentum=args.momentum,
-        runs=tuple(args.runs) if not isinstance(args.runs, str) else args.runs,
+        runs=args.runs,
         seed=args.seed,
         logdir=args.logdir,
         dataset=args.dataset,
