@@ -78,7 +78,9 @@ def main():
         validation_data=(x_val, y_val),
         verbose=2,
     )
-    penalty = float(sum(keras.ops.convert_to_numpy(l) for l in model.losses))
+    penalty = float(
+        sum(keras.ops.convert_to_numpy(loss) for loss in model.losses)
+    )
     _, val_accuracy = model.evaluate(x_val, y_val, verbose=0)
     print(f"weight-decay penalty in the loss: {penalty:.5f}")
     print(f"validation accuracy: {val_accuracy:.4f}")

@@ -1,4 +1,4 @@
-"""The regularization experiment: one CNN trained plain, with L2, with L2+dropout.
+"""The regularization experiment: one CNN plain, with L2, with L2 + dropout.
 
 This is `../shared/REFERENCE.md` section 6 made runnable. The same small
 Sequential CNN is trained once per run on the same data, with the same
