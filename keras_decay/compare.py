@@ -37,12 +37,14 @@ import time
 import keras
 import numpy as np
 
+from keras_decay import schedules
 from keras_decay._validation import check_choice
 from keras_decay._validation import check_float
 from keras_decay._validation import check_int
 from keras_decay._validation import check_non_negative_float
 from keras_decay._validation import check_positive_float
 from keras_decay._validation import check_positive_int
+from keras_decay.callbacks import WeightNormLogger
 from keras_decay.regularizers import WeightDecay
 
 __all__ = [
@@ -346,16 +348,12 @@ def build_model(
 def build_optimizer(options, steps_per_epoch):
     """SGD with the learning-rate schedule and momentum from `options`.
 
-    INTEGRATION POINT: the schedules here are Keras built-ins standing in for
-    `keras_decay.schedules.ExponentialDecay` / `StepDecay`.
-
     - `"none"`: constant `lr`.
-    - `"exponential"`: `lr * 0.9 ** (step / steps_per_epoch)`.
-    - `"step"`: `lr * 0.5 ** floor(epoch / 5)`, i.e. halved every 5 epochs
-      (`step` counts from 0, so epoch `e` is steps
-      `e * steps_per_epoch .. (e + 1) * steps_per_epoch - 1`).
+    - `"exponential"`: `keras_decay.schedules.ExponentialDecay`,
+      `lr * 0.9 ** (step / steps_per_epoch)`.
+    - `"step"`: `keras_decay.schedules.StepDecay`,
+      `lr * 0.5 ** floor(epoch / 5)`: halved every 5 epochs.
     """
-    schedules = keras.optimizers.schedules
     learning_rate = options.lr
     if options.lr_schedule == "exponential":
         learning_rate = schedules.ExponentialDecay(
@@ -364,17 +362,12 @@ def build_optimizer(options, steps_per_epoch):
             decay_rate=EXPONENTIAL_DECAY_RATE,
         )
     elif options.lr_schedule == "step":
-        drops = (options.epochs - 1) // STEP_DECAY_EPOCHS
-        if drops > 0:
-            # PiecewiseConstantDecay uses values[i] while step <= boundary[i].
-            boundaries = [
-                k * STEP_DECAY_EPOCHS * steps_per_epoch - 1
-                for k in range(1, drops + 1)
-            ]
-            values = [
-                options.lr * STEP_DECAY_FACTOR**k for k in range(drops + 1)
-            ]
-            learning_rate = schedules.PiecewiseConstantDecay(boundaries, values)
+        learning_rate = schedules.StepDecay(
+            options.lr,
+            steps_per_epoch=steps_per_epoch,
+            drop=STEP_DECAY_FACTOR,
+            epochs_per_drop=STEP_DECAY_EPOCHS,
+        )
     return keras.optimizers.SGD(
         learning_rate=learning_rate, momentum=options.momentum
     )
@@ -383,14 +376,18 @@ def build_optimizer(options, steps_per_epoch):
 def build_callbacks(run, run_dir, options, recorder):
     """The callbacks list of one run.
 
-    INTEGRATION POINT: add
-    `keras_decay.callbacks.WeightNormLogger(log_dir=run_dir,
-    hparams=dict(options.hparams(), run=run))` here (and a
-    `MomentumScheduler` when momentum scheduling lands). `recorder` records
-    the per-epoch history that `results.json` and the figure are made from;
-    keep it first so later callbacks see the epoch's `logs` unchanged.
+    `recorder` records the per-epoch history that `results.json` and the
+    figure are made from; it comes first so later callbacks see the epoch's
+    `logs` unchanged. `WeightNormLogger` writes the run's TensorBoard
+    scalars (weight norms, update ratios, the penalty, the learning rate)
+    and its hyperparameters for the HParams dashboard.
     """
-    callbacks = [recorder]
+    callbacks = [
+        recorder,
+        WeightNormLogger(
+            log_dir=run_dir, hparams=dict(options.hparams(), run=run)
+        ),
+    ]
     if not options.quiet:
         callbacks.append(_EpochPrinter(options.epochs))
     return callbacks

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from keras_decay import compare
+from keras_decay import schedules
 from keras_decay.regularizers import WeightDecay
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -65,6 +66,24 @@ def test_results_json_matches_independent_recomputation(tiny_run):
         assert result["num_train"] == len(x_train)
         assert result["hparams"]["run"] == result["run"]
         assert os.path.isdir(result["log_dir"])
+
+
+@pytest.mark.tensorflow_only
+def test_each_run_is_a_tensorboard_run_with_norms_and_hparams(tiny_run):
+    from tests._events import read_events
+
+    logdir, results, models = tiny_run
+    for result in results:
+        events = read_events(result["log_dir"])
+        # The last logged global norm is the final weights' norm.
+        *_, (_, last, _) = events["weight_norm/global"]
+        np.testing.assert_allclose(float(last), result["weight_norm"], 1e-5)
+        assert len(events["weight_norm/global"]) == TINY["epochs"]
+        assert "optimizer/learning_rate" in events
+        *_, (_, penalty, _) = events["regularization/loss"]
+        assert (float(penalty) > 0.0) == (result["run"] != "plain")
+        hparams = [tag for tag in events if tag.startswith("_hparams_")]
+        assert hparams, sorted(events)
 
 
 def test_comparison_png_is_written(tiny_run):
@@ -146,7 +165,16 @@ def test_learning_rate_schedules(schedule):
     )
     optimizer = compare.build_optimizer(options, steps_per_epoch=spe)
     assert optimizer.momentum == 0.5
-    schedule_fn = optimizer._learning_rate  # the schedule object
+    schedule_fn = keras.saving.deserialize_keras_object(
+        optimizer.get_config()["learning_rate"]
+    )
+    assert (
+        type(schedule_fn)
+        is {
+            "exponential": schedules.ExponentialDecay,
+            "step": schedules.StepDecay,
+        }[schedule]
+    )
     steps = np.arange(epochs * spe)
     got = np.array([float(schedule_fn(int(s))) for s in steps])
     if schedule == "exponential":
