@@ -13,6 +13,9 @@ import pytest
 
 from keras_decay import cli
 
+# TensorFlow backend only: compare logs with WeightNormLogger.
+pytestmark = pytest.mark.tensorflow_only
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -13,6 +13,9 @@ from keras_decay import compare
 from keras_decay import schedules
 from keras_decay.regularizers import WeightDecay
 
+# TensorFlow backend only: compare logs with WeightNormLogger.
+pytestmark = pytest.mark.tensorflow_only
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # Tiny: 2 epochs on 5% of the digits training split (63 images, 2 batches).

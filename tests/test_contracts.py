@@ -44,6 +44,7 @@ class Spec:
         input_shape: The model's input shape (no batch axis).
         extra_layers: Returns layers the model needs besides the object
             (e.g. a dropout layer for a drop-rate callback).
+        tensorflow_only: The class needs the TensorFlow backend.
     """
 
     kind: str
@@ -51,6 +52,7 @@ class Spec:
     bad: list
     input_shape: tuple = (6,)
     extra_layers: callable = tuple
+    tensorflow_only: bool = False
 
 
 SPECS = {
@@ -201,6 +203,7 @@ SPECS = {
             ),
         ],
         extra_layers=lambda: [layers.ClassicDropout(0.0, seed=1)],
+        tensorflow_only=True,
     ),
     "ExponentialDecay": Spec(
         "schedule",
@@ -327,6 +330,7 @@ SPECS = {
                 "hparams=[1]",
             ),
         ],
+        tensorflow_only=True,
     ),
 }
 
@@ -341,6 +345,21 @@ def _registered():
 
 
 REGISTERED = _registered()
+
+
+def _names():
+    """The spec names as pytest params, TensorFlow-only ones marked."""
+    return [
+        pytest.param(
+            name,
+            marks=[pytest.mark.tensorflow_only]
+            if SPECS[name].tensorflow_only
+            else [],
+        )
+        for name in sorted(SPECS)
+    ]
+
+
 BAD_CASES = [
     pytest.param(factory, error, message, id=f"{name}-{i}")
     for name, spec in SPECS.items()
@@ -414,7 +433,7 @@ def _fit(spec, obj, jit_compile=False):
 # --- the contracts ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(SPECS))
+@pytest.mark.parametrize("name", _names())
 def test_config_round_trip(name):
     obj = SPECS[name].make()
     config = obj.get_config()
@@ -426,7 +445,7 @@ def test_config_round_trip(name):
     assert restored.get_config() == config
 
 
-@pytest.mark.parametrize("name", sorted(SPECS))
+@pytest.mark.parametrize("name", _names())
 def test_keras_file_round_trip(name, tmp_path):
     spec = SPECS[name]
     model, _, (x, y) = _fit(spec, spec.make())
@@ -454,7 +473,7 @@ def test_keras_file_round_trip(name, tmp_path):
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "bfloat16"])
-@pytest.mark.parametrize("name", sorted(SPECS))
+@pytest.mark.parametrize("name", _names())
 def test_fit_under_reduced_precision(name, policy):
     spec = SPECS[name]
     keras.config.set_dtype_policy(policy)
@@ -474,7 +493,7 @@ def test_fit_under_reduced_precision(name, policy):
 
 
 @pytest.mark.tensorflow_only
-@pytest.mark.parametrize("name", sorted(SPECS))
+@pytest.mark.parametrize("name", _names())
 def test_fit_with_jit_compile(name):
     spec = SPECS[name]
     xla_model, history, (x, y) = _fit(spec, spec.make(), jit_compile=True)

@@ -14,6 +14,9 @@ from keras_decay.layers import ClassicDropout
 from keras_decay.layers import DropBlock2D
 from keras_decay.layers import DropConnectDense
 
+# TensorFlow backend only: the scheduler's tests use tf.function.
+pytestmark = pytest.mark.tensorflow_only
+
 RAMP_STEPS = 6
 END_RATE = 0.3
 

@@ -6,6 +6,9 @@ import sys
 
 import pytest
 
+# TensorFlow backend only: examples run on the default backend.
+pytestmark = pytest.mark.tensorflow_only
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
 

@@ -22,6 +22,9 @@ from keras_decay.schedules import ExponentialDecay
 from keras_decay.schedules import LinearRamp
 from keras_decay.schedules import StepDecay
 
+# TensorFlow backend only: the callbacks patch TensorFlow-traced optimizers.
+pytestmark = pytest.mark.tensorflow_only
+
 X = np.random.RandomState(0).randn(8, 3).astype("float32")
 Y = np.random.RandomState(1).randn(8, 2).astype("float32")
 BATCH = 4

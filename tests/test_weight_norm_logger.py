@@ -26,6 +26,9 @@ from keras_decay.callbacks import WeightNormLogger  # noqa: E402
 from tests._events import read_events  # noqa: E402
 from tests._events import scalars  # noqa: E402
 
+# TensorFlow backend only: the logger writes TensorBoard summaries.
+pytestmark = pytest.mark.tensorflow_only
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RTOL = 1e-5
 ATOL = 1e-6

@@ -93,8 +93,11 @@ def drop_block_2d(inputs, rate, block_size, data_format=None, seed=None):
     if data_format == "channels_first":
         dropped = ops.reshape(dropped, (shape[0], shape[1], height, width))
     keep = 1.0 - dropped
-    kept_fraction = ops.maximum(ops.mean(keep), _MIN_KEPT)
-    mask = ops.stop_gradient(keep / kept_fraction)
+    # total / kept rather than 1 / mean(keep): counts of ones are exact in
+    # float32, so nothing dropped gives a scale of exactly 1 (identity).
+    total = ops.cast(ops.size(keep), "float32")
+    kept = ops.maximum(ops.sum(keep), _MIN_KEPT * total)
+    mask = ops.stop_gradient(keep * (total / kept))
     return inputs * ops.cast(mask, inputs.dtype)
 
 
