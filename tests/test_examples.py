@@ -15,7 +15,11 @@ EXAMPLES = os.path.join(ROOT, "examples")
 # Arguments that make each example finish in seconds. An example missing
 # here runs with its defaults (they must be short too).
 SHORT_ARGS = {
+    "apply_weight_decay_caffe.py": ["--epochs", "1"],
     "cnn_weight_decay.py": ["--epochs", "1"],
+    "dropblock_cnn.py": ["--epochs", "1"],
+    "schedules_momentum.py": ["--epochs", "1"],
+    "tensorboard_logger.py": ["--epochs", "1"],
 }
 
 
