@@ -332,6 +332,37 @@ SPECS = {
         ],
         tensorflow_only=True,
     ),
+    "MomentumScheduler": Spec(
+        "callback",
+        lambda: callbacks.MomentumScheduler(schedules.LinearRamp(0.0, 0.9, 6)),
+        [
+            (
+                lambda: callbacks.MomentumScheduler(0.9),
+                TypeError,
+                "schedule=0.9",
+            ),
+            (
+                lambda: callbacks.MomentumScheduler(None),
+                TypeError,
+                "schedule=None",
+            ),
+        ],
+        tensorflow_only=True,
+    ),
+    "WeightDecayScheduler": Spec(
+        "callback",
+        lambda: callbacks.WeightDecayScheduler(
+            schedules.StepDecay(1e-2, steps_per_epoch=4, epochs_per_drop=1)
+        ),
+        [
+            (
+                lambda: callbacks.WeightDecayScheduler("cosine"),
+                TypeError,
+                "schedule='cosine'",
+            ),
+        ],
+        tensorflow_only=True,
+    ),
 }
 
 

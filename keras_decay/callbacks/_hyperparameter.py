@@ -191,6 +191,17 @@ class _HyperparameterScheduler(keras.callbacks.Callback):
     def _attribute_name(self, optimizer):
         raise NotImplementedError
 
+    def get_config(self):
+        return {"schedule": keras.saving.serialize_keras_object(self.schedule)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["schedule"] = keras.saving.deserialize_keras_object(
+            config["schedule"]
+        )
+        return cls(**config)
+
     def _current_value(self):
         optimizer = self._optimizer
         value = self.schedule(ops.convert_to_tensor(optimizer.iterations))
@@ -274,6 +285,7 @@ class _HyperparameterScheduler(keras.callbacks.Callback):
         self._optimizer = None
 
 
+@keras.saving.register_keras_serializable(package="keras_decay")
 class MomentumScheduler(_HyperparameterScheduler):
     """Sets the optimizer's momentum from a schedule at every step.
 
@@ -339,6 +351,7 @@ class MomentumScheduler(_HyperparameterScheduler):
         setattr(optimizer, attribute, slots)
 
 
+@keras.saving.register_keras_serializable(package="keras_decay")
 class WeightDecayScheduler(_HyperparameterScheduler):
     """Sets the optimizer's decoupled weight decay from a schedule.
 
