@@ -30,6 +30,7 @@ import math
 import keras
 from keras import ops
 
+from keras_decay._config import deserialize_nested
 from keras_decay._validation import check_bool
 from keras_decay._validation import check_float
 from keras_decay._validation import check_non_negative_float
@@ -282,8 +283,4 @@ class Warmup(keras.optimizers.schedules.LearningRateSchedule):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["schedule"] = keras.saving.deserialize_keras_object(
-            config["schedule"]
-        )
-        return cls(**config)
+        return cls(**deserialize_nested(config))

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_decay._config import deserialize_nested
+
 
 @keras.saving.register_keras_serializable(package="keras_decay")
 class DropRateScheduler(keras.callbacks.Callback):
@@ -156,11 +158,7 @@ class DropRateScheduler(keras.callbacks.Callback):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["schedule"] = keras.saving.deserialize_keras_object(
-            config["schedule"]
-        )
-        return cls(**config)
+        return cls(**deserialize_nested(config))
 
 
 def _walk_layers(layer, seen=None):

@@ -20,6 +20,8 @@ from contextlib import nullcontext
 import keras
 from keras import ops
 
+from keras_decay._config import deserialize_nested
+
 __all__ = ["MomentumScheduler", "WeightDecayScheduler"]
 
 # Optimizer class name -> attribute holding its momentum coefficient.
@@ -196,11 +198,7 @@ class _HyperparameterScheduler(keras.callbacks.Callback):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["schedule"] = keras.saving.deserialize_keras_object(
-            config["schedule"]
-        )
-        return cls(**config)
+        return cls(**deserialize_nested(config))
 
     def _current_value(self):
         optimizer = self._optimizer
