@@ -13,6 +13,7 @@ from keras_decay.layers import ClassicDropout
 from keras_decay.layers import DropBlock2D
 from keras_decay.layers import DropConnectDense
 from keras_decay.layers import drop_block_2d
+from tests._platform import channels_first_param
 
 
 def _np(x):
@@ -336,7 +337,9 @@ def _cnn(data_format="channels_last"):
     )
 
 
-@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize(
+    "data_format", ["channels_last", channels_first_param()]
+)
 def test_save_load_sequential_cnn(tmp_path, data_format):
     model = _cnn(data_format)
     for layer in model.layers[1:]:
