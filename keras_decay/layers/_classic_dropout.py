@@ -8,7 +8,7 @@ from keras_decay.layers import _rate
 
 
 @keras.saving.register_keras_serializable(package="keras_decay")
-class ClassicDropout(keras.layers.Layer):
+class ClassicDropout(_rate.ScheduledRateLayer, keras.layers.Layer):
     """Dropout as first described: no rescaling in training, `1 - rate` after.
 
     During training each unit is kept with probability `1 - rate` and the
@@ -58,7 +58,7 @@ class ClassicDropout(keras.layers.Layer):
         self.seed_generator = _rate.ReplicaSeedGenerator(self.seed)
         self.rate_variable = _rate.make_rate_variable(self, self.rate)
         self.supports_masking = True
-        self.built = True
+        self.build_at_init()
 
     def call(self, inputs, training=False):
         rate = ops.cast(self.rate_variable, inputs.dtype)

@@ -39,9 +39,9 @@ def drop_block_2d(inputs, rate, block_size, data_format=None, seed=None):
 
     Args:
         inputs: 4D tensor with static height and width.
-        rate: Float or float scalar tensor in [0, 1): target dropped
-            fraction. A tensor (e.g. a variable) is read, not traced as a
-            constant.
+        rate: Float in [0, 1), or a float scalar tensor or variable (read,
+            not traced as a constant; its value is not checked): target
+            dropped fraction.
         block_size: Int or `(height, width)` tuple of ints >= 1.
         data_format: `"channels_last"` (`(batch, H, W, C)`) or
             `"channels_first"` (`(batch, C, H, W)`). Defaults to
@@ -61,6 +61,8 @@ def drop_block_2d(inputs, rate, block_size, data_format=None, seed=None):
     """
     data_format = _check_data_format(data_format)
     block_h, block_w = _check_block_size(block_size)
+    if not isinstance(rate, keras.Variable) and not ops.is_tensor(rate):
+        rate = _rate.check_rate(rate)
     if len(inputs.shape) != 4:
         raise ValueError(
             "Invalid value received for argument `inputs`. Expected a 4D "
@@ -146,7 +148,7 @@ def _check_block_size(block_size):
 
 
 @keras.saving.register_keras_serializable(package="keras_decay")
-class DropBlock2D(keras.layers.Layer):
+class DropBlock2D(_rate.ScheduledRateLayer, keras.layers.Layer):
     """DropBlock (Ghiasi et al., 2018): drops contiguous regions per channel.
 
     In training, calls `drop_block_2d` (see it for the exact formula):
@@ -191,7 +193,7 @@ class DropBlock2D(keras.layers.Layer):
         self.seed = _rate.check_seed(seed)
         self.seed_generator = _rate.ReplicaSeedGenerator(self.seed)
         self.rate_variable = _rate.make_rate_variable(self, self.rate)
-        self.built = True
+        self.build_at_init()
 
     def call(self, inputs, training=False):
         _rate.check_input_rank(self, inputs.shape, 4)

@@ -3,11 +3,12 @@
 import keras
 from keras import ops
 
+from keras_decay import _keras_compat
 from keras_decay.layers import _rate
 
 
 @keras.saving.register_keras_serializable(package="keras_decay")
-class DropConnectDense(keras.layers.Dense):
+class DropConnectDense(_rate.ScheduledRateLayer, keras.layers.Dense):
     """A `Dense` layer whose kernel entries are dropped at each training step.
 
     In training, a fresh Bernoulli mask over the kernel is drawn per call and
@@ -81,12 +82,14 @@ class DropConnectDense(keras.layers.Dense):
         if self.built:
             store["rate"] = self.rate_variable
 
+    def keras_entries(self, store):
+        return _keras_compat.dense_store(store, "rate")
+
     def load_own_variables(self, store):
-        # Dense reads its kernel and bias by index; the entry count it
-        # checks includes `rate_variable`, stored under "rate".
-        super().load_own_variables(store)
         if self.built:
             self.rate_variable.assign(store["rate"])
+        # Loads the kernel and bias, then checks the rate.
+        super().load_own_variables(store)
 
     def get_config(self):
         config = super().get_config()

@@ -10,8 +10,16 @@ config still holds the constructor's `rate`.
 """
 
 import keras
+import numpy as np
 
+from keras_decay import _keras_compat
 from keras_decay import _validation
+
+# Seeds must fit every backend's seed dtype (int32 on PyTorch, uint32 on
+# JAX), so that a model saved on one backend loads on another.
+_MAX_SEED = 2**31 - 1
+# The entry under which a layer's seed-generator state is saved.
+SEED_STATE_KEY = "seed_generator_state"
 
 
 def check_rate(rate, name="rate"):
@@ -27,8 +35,14 @@ def check_rate(rate, name="rate"):
 
 
 def check_seed(seed):
-    """Returns `seed` as an int or None (seeds are stored as ints)."""
-    return _validation.check_optional(_validation.check_int, seed, "seed")
+    """Returns `seed` as an int in [0, 2**31 - 1] or None (stored as ints)."""
+    if seed is None:
+        return None
+    expected = f"an integer in [0, {_MAX_SEED}]"
+    seed = _validation.check_int(seed, "seed", low=0, expected=expected)
+    if seed > _MAX_SEED:
+        _validation._fail(ValueError, "seed", expected, seed)
+    return seed
 
 
 def make_rate_variable(layer, rate):
@@ -41,6 +55,52 @@ def make_rate_variable(layer, rate):
         autocast=False,
         name="rate",
     )
+
+
+class ScheduledRateLayer:
+    """Mixin for our dropout layers: built at init, exact save and resume.
+
+    Put first in the bases (`class L(ScheduledRateLayer, keras.layers.Layer)`).
+    The layer defines `seed_generator` and `rate_variable`. Besides Keras'
+    variables, the seed generator's state is saved with the weights (under
+    "seed_generator_state"), so a model restored from a checkpoint, e.g. by
+    `keras.callbacks.BackupAndRestore`, draws the masks the uninterrupted run
+    would have drawn (Keras' own `Dropout` does not save it). Files written
+    before that entry existed still load. A loaded rate outside [0, 1) is
+    rejected: the layers' formulas assume it.
+    """
+
+    def build_at_init(self):
+        """Marks the layer built unless a subclass defines its own `build`."""
+        _keras_compat.build_at_init(self)
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        if self.built:
+            store[SEED_STATE_KEY] = self.seed_generator.state
+
+    def keras_entries(self, store):
+        """The entries of `store` that the Keras base layer loads itself."""
+        keys = [key for key in store.keys() if key != SEED_STATE_KEY]
+        return {key: store[key] for key in keys}
+
+    def load_own_variables(self, store):
+        super().load_own_variables(self.keras_entries(store))
+        check_loaded_rate(self)
+        if SEED_STATE_KEY in store.keys():
+            state = self.seed_generator.state
+            state.assign(np.asarray(store[SEED_STATE_KEY]).astype(state.dtype))
+
+
+def check_loaded_rate(layer):
+    """Raises if `layer.rate_variable` holds a value outside [0, 1)."""
+    value = float(keras.ops.convert_to_numpy(layer.rate_variable))
+    if not 0.0 <= value < 1.0:
+        raise ValueError(
+            f"Invalid value loaded for `rate_variable` of layer "
+            f"'{layer.name}'. Expected a float value in [0, 1) (the weights "
+            f"file may be corrupt). Received: rate_variable={value!r}"
+        )
 
 
 def check_input_rank(layer, shape, ndim):
