@@ -24,13 +24,14 @@ import keras
 import numpy as np
 import pytest
 
-import keras_decay
 from keras_decay import callbacks
 from keras_decay import layers
 from keras_decay import regularizers
 from keras_decay import schedules
 
 PACKAGE = "keras_decay"
+# A feature map for the functional `drop_block_2d`'s bad-input cases.
+_FEATURES = np.ones((1, 4, 4, 1), "float32")
 
 
 @dataclasses.dataclass
@@ -137,6 +138,16 @@ SPECS = {
                 ValueError,
                 "rate=nan",
             ),
+            (
+                lambda: layers.ClassicDropout(0.1, seed=2**70),
+                ValueError,
+                f"seed={2**70}",
+            ),
+            (
+                lambda: layers.ClassicDropout(0.1, noise_shape=(0, 1)),
+                ValueError,
+                "noise_shape=(0, 1)",
+            ),
         ],
     ),
     "DropBlock2D": Spec(
@@ -160,6 +171,26 @@ SPECS = {
                 ValueError,
                 "data_format='NHWC'",
             ),
+            (
+                lambda: layers.DropBlock2D(0.1, (3, 3, 3)),
+                ValueError,
+                "block_size=(3, 3, 3)",
+            ),
+            (
+                lambda: layers.drop_block_2d(_FEATURES, 1.5, 2),
+                ValueError,
+                "rate=1.5",
+            ),
+            (
+                lambda: layers.drop_block_2d(_FEATURES, math.nan, 2),
+                ValueError,
+                "rate=nan",
+            ),
+            (
+                lambda: layers.drop_block_2d(_FEATURES, -1, 2),
+                ValueError,
+                "rate=-1.0",
+            ),
         ],
         input_shape=(6, 5, 2),
     ),
@@ -181,6 +212,36 @@ SPECS = {
                 lambda: layers.DropConnectDense(4, rate=0.1, seed=1.5),
                 TypeError,
                 "seed=1.5",
+            ),
+        ],
+    ),
+    "DropPath": Spec(
+        "layer",
+        lambda: layers.DropPath(0.3, seed=7),
+        [
+            (lambda: layers.DropPath(1.0), ValueError, "rate=1.0"),
+            (lambda: layers.DropPath(-0.5), ValueError, "rate=-0.5"),
+            (lambda: layers.DropPath("0.1"), TypeError, "rate='0.1'"),
+            (lambda: layers.DropPath(0.1, seed=-1), ValueError, "seed=-1"),
+            (
+                lambda: layers.DropPath(0.1, seed=2**70),
+                ValueError,
+                f"seed={2**70}",
+            ),
+            (
+                lambda: layers.stochastic_depth_rates(0, 0.1),
+                ValueError,
+                "num_blocks=0",
+            ),
+            (
+                lambda: layers.stochastic_depth_rates(4, 1.0),
+                ValueError,
+                "max_rate=1.0",
+            ),
+            (
+                lambda: layers.stochastic_depth_rates(2.5, 0.1),
+                TypeError,
+                "num_blocks=2.5",
             ),
         ],
     ),
@@ -399,13 +460,8 @@ BAD_CASES = [
 
 
 def test_every_registered_class_has_a_spec():
-    assert keras_decay.__name__ == PACKAGE
     assert REGISTERED, "no keras_decay class is registered"
     assert set(REGISTERED) == set(SPECS)
-
-
-def test_at_least_forty_bad_input_cases():
-    assert len(BAD_CASES) >= 40
 
 
 # --- the small model each kind is exercised in ------------------------------
@@ -494,9 +550,10 @@ def test_keras_file_round_trip(name, tmp_path):
         np.asarray(loaded.optimizer.learning_rate),
         np.asarray(model.optimizer.learning_rate),
     )
-    if spec.kind in ("layer", "callback"):
-        return  # random masks: the generator's position is not saved
-    # Training goes on identically from the loaded copy.
+    if spec.kind == "callback":
+        return  # the callback is not part of the saved model
+    # Training goes on identically from the loaded copy (layers: the seed
+    # generators' states are saved with the weights).
     model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
     loaded.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
     for a, b in zip(loaded.get_weights(), model.get_weights()):
@@ -527,9 +584,9 @@ def test_fit_under_reduced_precision(name, policy):
 @pytest.mark.parametrize("name", _names())
 def test_fit_with_jit_compile(name):
     spec = SPECS[name]
-    xla_model, history, (x, y) = _fit(spec, spec.make(), jit_compile=True)
+    _, history, _ = _fit(spec, spec.make(), jit_compile=True)
     assert np.all(np.isfinite(history.history["loss"]))
-    plain_model, plain_history, _ = _fit(spec, spec.make(), jit_compile=False)
+    _, plain_history, _ = _fit(spec, spec.make(), jit_compile=False)
     if spec.kind not in ("layer", "callback"):  # deterministic: same fit
         np.testing.assert_allclose(
             history.history["loss"], plain_history.history["loss"], rtol=1e-5
@@ -543,3 +600,25 @@ def test_bad_input(factory, error, message):
     text = str(info.value)
     assert text.startswith("Invalid value received for argument `")
     assert text.endswith(f"Received: {message}")
+
+
+@pytest.mark.parametrize(
+    "make, attribute",
+    [
+        (
+            lambda flag: schedules.ExponentialDecay(0.1, 10, 0.9, flag),
+            "staircase",
+        ),
+        pytest.param(
+            lambda flag: callbacks.WeightNormLogger(histograms=flag),
+            "histograms",
+            marks=pytest.mark.tensorflow_only,
+        ),
+    ],
+    ids=["ExponentialDecay", "WeightNormLogger"],
+)
+def test_numpy_bool_is_accepted_as_a_bool(make, attribute):
+    obj = make(np.bool_(True))
+    # Stored as a Python bool, so that the config stays JSON-serializable.
+    assert getattr(obj, attribute) is True
+    assert make(np.bool_(False)).get_config()[attribute] is False
