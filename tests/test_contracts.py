@@ -73,6 +73,18 @@ SPECS = {
                 "rate=inf",
             ),
             (lambda: regularizers.WeightDecay("1"), TypeError, "rate='1'"),
+            (lambda: regularizers.WeightDecay(None), TypeError, "rate=None"),
+            (lambda: regularizers.WeightDecay(True), TypeError, "rate=True"),
+            (
+                lambda: regularizers.WeightDecay(0.1, -5),
+                ValueError,
+                "num_examples=-5",
+            ),
+            (
+                lambda: regularizers.WeightDecay(0.1, "9"),
+                TypeError,
+                "num_examples='9'",
+            ),
             (
                 lambda: regularizers.WeightDecay(1.0, num_examples=0),
                 ValueError,
@@ -114,6 +126,7 @@ SPECS = {
                 "l2=inf",
             ),
             (lambda: regularizers.ElasticDecay(l1=True), TypeError, "l1=True"),
+            (lambda: regularizers.ElasticDecay(l2=[1]), TypeError, "l2=[1]"),
             (
                 lambda: regularizers.ElasticDecay(num_examples=0),
                 ValueError,
@@ -290,6 +303,21 @@ SPECS = {
                 TypeError,
                 "staircase=1",
             ),
+            (
+                lambda: schedules.ExponentialDecay(0.1, 10, -1),
+                ValueError,
+                "decay_rate=-1.0",
+            ),
+            (
+                lambda: schedules.ExponentialDecay("a", 10, 0.9),
+                TypeError,
+                "initial_learning_rate='a'",
+            ),
+            (
+                lambda: schedules.ExponentialDecay(0.1, 2.5, 0.9),
+                TypeError,
+                "decay_steps=2.5",
+            ),
         ],
     ),
     "StepDecay": Spec(
@@ -302,6 +330,7 @@ SPECS = {
                 "steps_per_epoch=0",
             ),
             (lambda: schedules.StepDecay(0.1, 10, 1.5), ValueError, "drop=1.5"),
+            (lambda: schedules.StepDecay(0.1, 10, 0.0), ValueError, "drop=0.0"),
             (
                 lambda: schedules.StepDecay(0.1, 10, 0.5, 0),
                 ValueError,

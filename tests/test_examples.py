@@ -18,6 +18,7 @@ SHORT_ARGS = {
     "apply_weight_decay_caffe.py": ["--epochs", "1"],
     "cnn_weight_decay.py": ["--epochs", "1"],
     "dropblock_cnn.py": ["--epochs", "1"],
+    "drop_path_resnet.py": ["--epochs", "1"],
     "schedules_momentum.py": ["--epochs", "1"],
     "tensorboard_logger.py": ["--epochs", "1"],
 }
@@ -37,7 +38,7 @@ def test_examples_exist():
 
 @pytest.mark.parametrize("name", _examples())
 def test_example_runs(name, tmp_path):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_DECAY_QUICK="1")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     env["PYTHONPATH"] = os.pathsep.join(
         [ROOT] + [p for p in [env.get("PYTHONPATH")] if p]
     )
