@@ -496,3 +496,28 @@ def test_resume_after_sigkill_is_exact_with_dropout_active(tmp_path):
         for a, b in zip(runs["resume_fresh_seeds"], runs["uninterrupted"])
     )
     assert gap > 1e-3
+
+
+@pytest.mark.tensorflow_only
+def test_drop_path_replicas_draw_different_masks():
+    import tensorflow as tf
+
+    # The two logical CPUs made in tests/conftest.py.
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    shape = (64, 3)
+    with strategy.scope():
+        layer = DropPath(0.5, seed=21)
+
+    @tf.function
+    def step():
+        return strategy.run(lambda: layer(tf.ones(shape), training=True))
+
+    first, second = (
+        np.asarray(r) for r in strategy.experimental_local_results(step())
+    )
+    # 64 examples per replica: equal masks have probability 2**-64.
+    assert not np.array_equal(first, second)
+    # Replica 0 draws what the layer draws on one device.
+    keras.backend.clear_session()
+    single = np.asarray(DropPath(0.5, seed=21)(tf.ones(shape), training=True))
+    np.testing.assert_array_equal(first, single)
