@@ -83,7 +83,7 @@ def unwrap_optimizer(optimizer):
 def build_at_init(layer):
     """Marks `layer` built in its `__init__`, unless its class has a `build`.
 
-    Keras 3.6+: `Layer._build_at_init()` (private), which Keras' own
+    Keras 3.11+: `Layer._build_at_init()` (private), which Keras' own
     stateless layers (`Dropout`) call; setting `built = True` instead would
     skip a subclass's `build`. Older Keras: the same rule, by hand.
     """
@@ -97,7 +97,7 @@ def build_at_init(layer):
 def dense_store(store, *names):
     """The entries of `store` that `Dense.load_own_variables` expects.
 
-    Keras 3.3–3.15: `Dense.load_own_variables` reads the kernel and bias by
+    Keras 3.10–3.15: `Dense.load_own_variables` reads the kernel and bias by
     index (`store["0"]`, `store["1"]`, in `variable_serialization_spec`
     order), after checking that the store has exactly one entry per
     variable of the layer. A subclass that adds variables (saved under
