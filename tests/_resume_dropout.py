@@ -1,18 +1,19 @@
-"""A fit with every keras_decay dropout layer, for tests/test_layers.py.
+"""Fits with every keras_decay dropout layer, for tests/test_layers.py.
 
-`python _resume_dropout.py MODE BACKUP_DIR OUT`:
+`python _resume_dropout.py MODE BACKUP_DIR OUT_DIR`, two processes:
 
-- `kill`: trains with `BackupAndRestore` (a backup at each epoch end) and
-  SIGKILLs this process in the middle of the second epoch.
-- `resume`: trains from the backup in BACKUP_DIR to the end, writing the
-  final weights to OUT (`.npz`).
-- `uninterrupted`: trains to the end without interruption, writing OUT.
-- `resume_fresh_seeds`: as `resume`, but resets the layers' seed-generator
-  states to their initial values after the backup is restored (what a
-  checkpoint without them gives), to show that the test can fail.
+- `kill`: trains to the end without interruption (`uninterrupted.npz` in
+  OUT_DIR: the final weights), then trains again with `BackupAndRestore`
+  (a backup at each epoch end) and SIGKILLs this process in the middle of
+  the second epoch.
+- `resume`: trains from a copy of the backup in BACKUP_DIR to the end
+  (`resume.npz`), then again from the backup after resetting the layers'
+  seed-generator states to their initial values, what a checkpoint without
+  them gives (`resume_fresh_seeds.npz`), to show that the test can fail.
 """
 
 import os
+import shutil
 import signal
 import sys
 
@@ -47,6 +48,7 @@ def _seeded(model):
 
 
 def _model():
+    keras.backend.clear_session()  # the same layer names in every run
     keras.utils.set_random_seed(3)
     model = keras.Sequential(
         [
@@ -62,21 +64,19 @@ def _model():
     return model
 
 
-def main(mode, backup_dir, out):
+def _fit(out, callbacks=(), backup_dir=None, reset_seeds=False):
     model = _model()
     initial = [
         np.asarray(layer.seed_generator.state) for layer in _seeded(model)
     ]
-    callbacks = []
-    if mode != "uninterrupted":
+    callbacks = list(callbacks)
+    if backup_dir is not None:
         callbacks.append(
             keras.callbacks.BackupAndRestore(
                 backup_dir, delete_checkpoint=False
             )
         )
-    if mode == "kill":
-        callbacks.append(_KillMidEpoch())
-    if mode == "resume_fresh_seeds":
+    if reset_seeds:  # after BackupAndRestore's own on_train_begin
         callbacks.append(_ResetSeeds(initial))
     rng = np.random.default_rng(0)
     x = rng.normal(size=(STEPS_PER_EPOCH * BATCH, 6, 5, 2)).astype("float32")
@@ -91,6 +91,21 @@ def main(mode, backup_dir, out):
         callbacks=callbacks,
     )
     np.savez(out, *[np.asarray(w) for w in model.get_weights()])
+
+
+def main(mode, backup_dir, out_dir):
+    if mode == "kill":
+        _fit(os.path.join(out_dir, "uninterrupted.npz"))
+        _fit(os.path.join(out_dir, "killed.npz"), [_KillMidEpoch()], backup_dir)
+        raise AssertionError("not killed")
+    copy = backup_dir + "_copy"
+    shutil.copytree(backup_dir, copy)
+    _fit(os.path.join(out_dir, "resume.npz"), backup_dir=copy)
+    _fit(
+        os.path.join(out_dir, "resume_fresh_seeds.npz"),
+        backup_dir=backup_dir,
+        reset_seeds=True,
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 """Tests for keras_decay.layers: statistics checked against NumPy."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -457,36 +456,30 @@ def test_seed_state_is_saved_with_the_weights(tmp_path):
     )
 
 
-def _run_resume_script(mode, backup_dir, out):
+def _run_resume_script(mode, backup_dir, out_dir):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = root
     script = os.path.join(root, "tests", "_resume_dropout.py")
     return subprocess.run(
-        [sys.executable, script, mode, str(backup_dir), str(out)],
+        [sys.executable, script, mode, str(backup_dir), str(out_dir)],
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
 
 
 def test_resume_after_sigkill_is_exact_with_dropout_active(tmp_path):
     backup = tmp_path / "backup"
-    killed = _run_resume_script("kill", backup, tmp_path / "unused.npz")
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
-    shutil.copytree(backup, tmp_path / "backup_copy")
+    killed = _run_resume_script("kill", backup, tmp_path)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    resumed = _run_resume_script("resume", backup, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     runs = {}
-    for mode, folder in [
-        ("uninterrupted", tmp_path / "none"),
-        ("resume", backup),
-        ("resume_fresh_seeds", tmp_path / "backup_copy"),
-    ]:
-        out = tmp_path / f"{mode}.npz"
-        done = _run_resume_script(mode, folder, out)
-        assert done.returncode == 0, done.stderr
-        with np.load(out) as weights:
-            runs[mode] = [weights[k] for k in sorted(weights.files)]
+    for mode in ("uninterrupted", "resume", "resume_fresh_seeds"):
+        with np.load(tmp_path / f"{mode}.npz") as weights:
+            runs[mode] = [weights[f"arr_{i}"] for i in range(len(weights))]
     for a, b in zip(runs["resume"], runs["uninterrupted"]):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     # Without the saved seed states the resumed masks differ (the check
