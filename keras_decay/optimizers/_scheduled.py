@@ -31,7 +31,6 @@ update (with momentum 0 it equals the plain update exactly), written in
 
 import inspect
 import numbers
-import warnings
 
 import keras
 import numpy as np
@@ -338,12 +337,11 @@ class ScheduledHyperparameters:
 
 
 def _placeholder(signature, name):
+    """A valid float for Keras' own checks while a schedule is passed."""
     default = signature.parameters[name].default
-    return (
-        0.0
-        if default is None or default is inspect.Parameter.empty
-        else (default)
-    )
+    if isinstance(default, float) and name != "weight_decay":
+        return default
+    return 0.0 if name == "weight_decay" else 0.9
 
 
 def _learning_rate_at(optimizer, step):
@@ -431,8 +429,7 @@ def take_over(optimizer, model_variables, equivalents):
             "keras_decay.optimizers can be scheduled. Received: "
             f"optimizer={type(optimizer).__name__}"
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        optimizer.__class__ = own_class
+    # The class, not an attribute or a method, changes: the state stays.
+    optimizer.__class__ = own_class
     optimizer._take_over(model_variables)
     return True
