@@ -10,12 +10,17 @@ import keras
 
 __all__ = [
     "build_at_init",
+    "built_variables",
     "child_layers",
     "dense_store",
+    "is_builtin_optimizer",
     "is_functional",
+    "learning_rate_value",
+    "schedule_step",
     "should_write_summaries",
     "sync_jax_state",
     "unwrap_optimizer",
+    "uses_weight_decay",
 ]
 
 
@@ -106,3 +111,57 @@ def dense_store(store, *names):
     """
     keys = [key for key in store.keys() if key.isdigit() or key in names]
     return {key: store[key] for key in keys}
+
+
+def schedule_step(optimizer):
+    """The step Keras evaluates the learning-rate schedule at (a variable).
+
+    Keras 3.3–3.15: `BaseOptimizer._get_current_learning_rate` calls
+    `schedule(self._iterations)`, the count of `apply` calls. It equals the
+    public `optimizer.iterations` except with `gradient_accumulation_steps`,
+    where `iterations` counts the accumulated updates only.
+    """
+    return optimizer._iterations
+
+
+def learning_rate_value(optimizer):
+    """What the optimizer holds as its learning rate.
+
+    Keras 3.3–3.15: `BaseOptimizer._learning_rate` (private): a
+    `LearningRateSchedule`, a variable, or a callable without arguments. The
+    public `optimizer.learning_rate` only gives the value at the current
+    step.
+    """
+    return optimizer._learning_rate
+
+
+def built_variables(optimizer):
+    """The model variables a built optimizer was built with, in order.
+
+    Keras 3.3–3.15: `BaseOptimizer._trainable_variables` (private), the list
+    that `_get_variable_index` indexes.
+    """
+    return list(optimizer._trainable_variables)
+
+
+def uses_weight_decay(optimizer, variable):
+    """Whether Keras' decoupled weight decay applies to `variable`.
+
+    Keras 3.3–3.15: `BaseOptimizer._use_weight_decay(variable)` (private)
+    applies the rules set by the public `exclude_from_weight_decay`.
+    """
+    return optimizer._use_weight_decay(variable)
+
+
+def is_builtin_optimizer(optimizer, keras_class):
+    """Whether `optimizer` is Keras' own `keras_class`, not a user subclass.
+
+    Keras 3.15, PyTorch backend: `keras.optimizers.SGD(...)` returns an
+    instance of a backend class (`keras.src.backend.torch.optimizers.
+    torch_sgd.SGD`) that subclasses `keras_class`; elsewhere the class is
+    `keras_class` itself. Checked by the defining module's package.
+    """
+    module = type(optimizer).__module__ or ""
+    return isinstance(optimizer, keras_class) and (
+        module.split(".")[0] == "keras"
+    )
