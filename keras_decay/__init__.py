@@ -1,7 +1,8 @@
 """keras_decay: weight decay and its relatives for Keras 3.
 
 Public modules: `keras_decay.regularizers`, `keras_decay.conventions`,
-`keras_decay.schedules`, `keras_decay.layers`, `keras_decay.callbacks`.
+`keras_decay.schedules`, `keras_decay.layers`, `keras_decay.callbacks`,
+`keras_decay.rules`.
 The most used names are re-exported here.
 """
 
@@ -9,6 +10,7 @@ from keras_decay import callbacks
 from keras_decay import conventions
 from keras_decay import layers
 from keras_decay import regularizers
+from keras_decay import rules
 from keras_decay import schedules
 from keras_decay.apply import DecayReport
 from keras_decay.apply import apply_weight_decay
@@ -28,5 +30,6 @@ __all__ = [
     "conventions",
     "layers",
     "regularizers",
+    "rules",
     "schedules",
 ]
