@@ -1,14 +1,15 @@
 """keras_decay: weight decay and its relatives for Keras 3.
 
 Public modules: `keras_decay.regularizers`, `keras_decay.conventions`,
-`keras_decay.schedules`, `keras_decay.layers`, `keras_decay.callbacks`,
-`keras_decay.rules`.
+`keras_decay.schedules`, `keras_decay.optimizers`, `keras_decay.layers`,
+`keras_decay.callbacks`, `keras_decay.rules`.
 The most used names are re-exported here.
 """
 
 from keras_decay import callbacks
 from keras_decay import conventions
 from keras_decay import layers
+from keras_decay import optimizers
 from keras_decay import regularizers
 from keras_decay import rules
 from keras_decay import schedules
@@ -29,6 +30,7 @@ __all__ = [
     "callbacks",
     "conventions",
     "layers",
+    "optimizers",
     "regularizers",
     "rules",
     "schedules",

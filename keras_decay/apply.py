@@ -4,6 +4,7 @@ import warnings
 
 import keras
 
+from keras_decay import _keras_compat
 from keras_decay._selection import check_multipliers
 from keras_decay._selection import check_patterns
 from keras_decay._selection import select
@@ -351,7 +352,7 @@ def _owned_trainable_variables(model):
     seen = set()
 
     def walk(layer, rebuilt):
-        children = layer._flatten_layers(include_self=False, recursive=False)
+        children = _keras_compat.child_layers(layer)
         children_rebuilt = rebuilt and _rebuilds_children(layer)
         for child in children:
             yield from walk(child, children_rebuilt)
@@ -366,7 +367,7 @@ def _owned_trainable_variables(model):
 def _rebuilds_children(layer):
     """Whether deserializing `layer` re-creates its children from config."""
     return isinstance(layer, _REBUILDS_CHILDREN) or (
-        type(layer).__name__ == "Functional"
+        _keras_compat.is_functional(layer)
     )
 
 

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_decay import _keras_compat
 from keras_decay._validation import _fail
 from keras_decay._validation import check_bool
 from keras_decay._validation import check_choice
@@ -73,11 +74,6 @@ def _plain_number(value):
     if isinstance(value, numbers.Integral):
         return int(value)
     return float(value)
-
-
-def _unwrap_optimizer(optimizer):
-    # LossScaleOptimizer keeps the hyperparameters on its inner optimizer.
-    return getattr(optimizer, "inner_optimizer", optimizer)
 
 
 def _as_float32_tensor(value):
@@ -215,15 +211,7 @@ class WeightNormLogger(keras.callbacks.Callback):
 
     def _should_write(self):
         strategy = getattr(self.model, "distribute_strategy", None)
-        if strategy is None:
-            return True
-        extended = strategy.extended
-        for name in ("should_save_summary", "should_checkpoint"):
-            try:
-                return bool(getattr(extended, name))
-            except (AttributeError, NotImplementedError):
-                continue
-        return True
+        return _keras_compat.should_write_summaries(strategy)
 
     def _open_writer(self):
         import tensorflow as tf
@@ -243,7 +231,9 @@ class WeightNormLogger(keras.callbacks.Callback):
 
         model = self.model
         variables = list(model.trainable_variables)
-        optimizer = _unwrap_optimizer(getattr(model, "optimizer", None))
+        optimizer = _keras_compat.unwrap_optimizer(
+            getattr(model, "optimizer", None)
+        )
         hypers = []
         for tag, names in _OPTIMIZER_HYPERS:
             for name in names:
@@ -496,7 +486,7 @@ class WeightNormLogger(keras.callbacks.Callback):
         import tensorflow as tf
 
         step = tf.cast(tf.convert_to_tensor(step), tf.int64)
-        optimizer = _unwrap_optimizer(self.model.optimizer)
+        optimizer = _keras_compat.unwrap_optimizer(self.model.optimizer)
         hypers = [
             _as_float32_tensor(getattr(optimizer, name))
             for _, name in self._hypers

@@ -1,0 +1,318 @@
+"""Keras optimizers whose momentum and weight decay may be scheduled.
+
+Drop-in subclasses of Keras' optimizers, with Keras' names, arguments and
+update rules: change `keras.optimizers.SGD` to `keras_decay.optimizers.SGD`
+and pass a schedule where Keras takes a float.
+
+| class     | schedulable (float or `LearningRateSchedule`) |
+| --------- | --------------------------------------------- |
+| `SGD`     | `momentum`, `weight_decay`                    |
+| `RMSprop` | `momentum`, `weight_decay`                    |
+| `Adam`    | `beta_1`, `weight_decay`                      |
+| `AdamW`   | `beta_1`, `weight_decay`                      |
+| `Nadam`   | `beta_1`, `weight_decay`                      |
+| `Adamax`  | `beta_1`, `weight_decay`                      |
+| `Lion`    | `beta_1`, `weight_decay`                      |
+
+A schedule is evaluated at the step being taken, exactly as Keras evaluates
+`learning_rate`: `schedule(t)` with `t` the 0-based `optimizer.iterations`
+before the update (with `gradient_accumulation_steps`, the same count the
+learning-rate schedule sees). Its value is clipped into the
+hyperparameter's range: `[0, 1]` for `momentum` and `beta_1`, `>= 0` for
+`weight_decay` (a float outside it is a `ValueError` at construction). A
+float is held in a scalar optimizer variable, like Keras' float learning
+rate, so `optimizer.momentum = 0.5` takes effect at the next step without a
+retrace. Reading `optimizer.momentum` gives the value of the step being
+taken (a variable or a tensor); `optimizer.current_hyperparameters()` gives
+all of them as Python floats.
+
+Weight decay is Keras' decoupled rule, applied before the gradient step:
+`w <- w - lr_t * wd_t * w`, for the variables `exclude_from_weight_decay`
+does not exclude. `SGD` and `RMSprop` always have momentum slots (a
+momentum schedule may start at 0); with momentum 0 their update equals
+Keras' plain update exactly.
+
+Everything is saved with the optimizer (`get_config` serializes the
+schedules), so a `.keras` checkpoint taken at any batch resumes exactly.
+"""
+
+import keras
+from keras import ops
+
+from keras_decay.optimizers._scheduled import ScheduledHyperparameters
+from keras_decay.optimizers._scheduled import _slots
+from keras_decay.optimizers._scheduled import current_hyperparameters
+from keras_decay.optimizers._scheduled import take_over
+
+__all__ = [
+    "SGD",
+    "Adam",
+    "AdamW",
+    "Adamax",
+    "Lion",
+    "Nadam",
+    "RMSprop",
+    "current_hyperparameters",
+]
+
+_register = keras.saving.register_keras_serializable(package="keras_decay")
+_MOMENTUM = ("momentum", "weight_decay")
+_BETA_1 = ("beta_1", "weight_decay")
+
+
+@_register
+class SGD(ScheduledHyperparameters, keras.optimizers.SGD):
+    """`keras.optimizers.SGD` with a schedulable momentum and weight decay.
+
+    The update of step `t`, with `m_t = momentum(t)`, `lr_t =
+    learning_rate(t)`, `wd_t = weight_decay(t)`:
+
+    ```python
+    w = w - lr_t * wd_t * w          # if weight_decay is not None
+    velocity = m_t * velocity - lr_t * g
+    w = w + velocity                 # nesterov: w + m_t * velocity - lr_t * g
+    ```
+
+    Momentum slots always exist: `momentum=0.0` gives plain SGD (exactly)
+    and a schedule may start at 0.
+
+    Args:
+        learning_rate: Float or `LearningRateSchedule`. Defaults to `0.01`.
+        momentum: Float in [0, 1] or `LearningRateSchedule`. Defaults to
+            `0.0`.
+        nesterov: Bool. Defaults to `False`.
+        weight_decay: Float >= 0, `LearningRateSchedule` or `None`.
+            Defaults to `None`.
+        **kwargs: The other arguments of `keras.optimizers.SGD`.
+
+    Example:
+
+    >>> optimizer = keras_decay.optimizers.SGD(
+    ...     learning_rate=0.1,
+    ...     momentum=keras_decay.schedules.LinearRamp(0.0, 0.9, 500),
+    ... )
+    """
+
+    _hyperparameter_names = _MOMENTUM
+
+    def build(self, variables):
+        if self.built:
+            return
+        keras.optimizers.Optimizer.build(self, variables)
+        self.momentums = _slots(self, variables, "momentum")
+        self._make_hyperparameter_variables()
+
+    def _add_slots(self, variables):
+        if not self.momentums:
+            self.momentums = _slots(self, variables, "momentum")
+
+    def _update(self, gradient, variable, learning_rate):
+        learning_rate = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        momentum = ops.cast(self.momentum, variable.dtype)
+        m = self.momentums[self._get_variable_index(variable)]
+        self.assign(
+            m,
+            ops.subtract(
+                ops.multiply(m, momentum),
+                ops.multiply(gradient, learning_rate),
+            ),
+        )
+        if self.nesterov:
+            self.assign_add(
+                variable,
+                ops.subtract(
+                    ops.multiply(m, momentum),
+                    ops.multiply(gradient, learning_rate),
+                ),
+            )
+        else:
+            self.assign_add(variable, m)
+
+
+@_register
+class RMSprop(ScheduledHyperparameters, keras.optimizers.RMSprop):
+    """`keras.optimizers.RMSprop` with a schedulable momentum, weight decay.
+
+    The update of step `t`, with `m_t = momentum(t)`:
+
+    ```python
+    w = w - lr_t * wd_t * w          # if weight_decay is not None
+    velocity = rho * velocity + (1 - rho) * g ** 2
+    increment = lr_t * g / sqrt(velocity + epsilon)   # centered: see Keras
+    mom = m_t * mom + increment
+    w = w - mom
+    ```
+
+    Momentum slots always exist (with momentum 0, `w - increment` exactly).
+
+    Args:
+        learning_rate: Float or `LearningRateSchedule`. Defaults to `0.001`.
+        momentum: Float in [0, 1] or `LearningRateSchedule`. Defaults to
+            `0.0`.
+        weight_decay: Float >= 0, `LearningRateSchedule` or `None`.
+            Defaults to `None`.
+        **kwargs: The other arguments of `keras.optimizers.RMSprop` (`rho`,
+            `epsilon`, `centered`, ...).
+
+    Example:
+
+    >>> optimizer = keras_decay.optimizers.RMSprop(
+    ...     momentum=keras_decay.schedules.LinearRamp(0.0, 0.9, 500))
+    """
+
+    _hyperparameter_names = _MOMENTUM
+
+    def build(self, var_list):
+        if self.built:
+            return
+        keras.optimizers.Optimizer.build(self, var_list)
+        self._velocities = _slots(self, var_list, "velocity")
+        self._momentums = _slots(self, var_list, "momentum")
+        self._average_gradients = []
+        if self.centered:
+            self._average_gradients = _slots(self, var_list, "average_gradient")
+        self._make_hyperparameter_variables()
+
+    def _add_slots(self, variables):
+        if not self._momentums and self.centered:
+            # Keras saves by position: slots added now would come after the
+            # average gradients, before them in a new instance.
+            raise ValueError(
+                "A built centered keras.optimizers.RMSprop without momentum "
+                "cannot get a momentum schedule. Compile with "
+                "keras_decay.optimizers.RMSprop instead."
+            )
+        if not self._momentums:
+            self._momentums = _slots(self, variables, "momentum")
+
+    def _update(self, gradient, variable, learning_rate):
+        lr = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        index = self._get_variable_index(variable)
+        velocity = self._velocities[index]
+        momentum = self._momentums[index]
+        rho = self.rho
+        self.assign(
+            velocity,
+            ops.add(
+                ops.multiply(rho, velocity),
+                ops.multiply(1 - rho, ops.square(gradient)),
+            ),
+        )
+        if self.centered:
+            average_grad = self._average_gradients[index]
+            self.assign(
+                average_grad,
+                ops.add(
+                    ops.multiply(rho, average_grad),
+                    ops.multiply(1 - rho, gradient),
+                ),
+            )
+            denominator = velocity - ops.square(average_grad) + self.epsilon
+        else:
+            denominator = ops.add(velocity, self.epsilon)
+        increment = ops.divide(
+            ops.multiply(lr, gradient), ops.sqrt(denominator)
+        )
+        coefficient = ops.cast(self.momentum, variable.dtype)
+        self.assign(
+            momentum, ops.add(ops.multiply(coefficient, momentum), increment)
+        )
+        self.assign_sub(variable, momentum)
+
+
+def _beta_1_doc(keras_name, formula, extra=""):
+    return f"""`keras.optimizers.{keras_name}` with a schedulable `beta_1`, wd.
+
+    Keras' update with `beta_1 = beta_1(t)`, the value of the step being
+    taken (bias correction included, as in Keras and PyTorch), after the
+    decoupled weight decay `w = w - lr_t * wd_t * w`:
+
+    ```python
+    {formula}
+    ```
+    {extra}
+    Args:
+        learning_rate: Float or `LearningRateSchedule`.
+        beta_1: Float in [0, 1] or `LearningRateSchedule`.
+        weight_decay: Float >= 0, `LearningRateSchedule` or `None`.
+        **kwargs: The other arguments of `keras.optimizers.{keras_name}`.
+
+    Example:
+
+    >>> optimizer = keras_decay.optimizers.{keras_name}(
+    ...     beta_1=keras_decay.schedules.OneCycleMomentum(1000))
+    """
+
+
+@_register
+class Adam(ScheduledHyperparameters, keras.optimizers.Adam):
+    __doc__ = _beta_1_doc(
+        "Adam",
+        "m = m + (g - m) * (1 - beta_1)\n"
+        "    w = w - lr_t * sqrt(1 - beta_2 ** (t + 1))"
+        " / (1 - beta_1 ** (t + 1)) * m / (sqrt(v) + epsilon)",
+    )
+    _hyperparameter_names = _BETA_1
+
+
+@_register
+class AdamW(ScheduledHyperparameters, keras.optimizers.AdamW):
+    __doc__ = _beta_1_doc(
+        "AdamW",
+        "w = w - lr_t * wd_t * w\n    (then Adam's update)",
+        "`weight_decay` defaults to `0.004` and may not be `None`.\n",
+    )
+    _hyperparameter_names = _BETA_1
+
+
+@_register
+class Nadam(ScheduledHyperparameters, keras.optimizers.Nadam):
+    __doc__ = _beta_1_doc(
+        "Nadam",
+        "u_t = beta_1 * (1 - 0.5 * 0.96 ** (t + 1))  # Keras' Nadam",
+    )
+    _hyperparameter_names = _BETA_1
+
+
+@_register
+class Adamax(ScheduledHyperparameters, keras.optimizers.Adamax):
+    __doc__ = _beta_1_doc(
+        "Adamax",
+        "m = m + (g - m) * (1 - beta_1)\n"
+        "    w = w - lr_t * m / ((1 - beta_1 ** (t + 1)) * (u + epsilon))",
+    )
+    _hyperparameter_names = _BETA_1
+
+
+@_register
+class Lion(ScheduledHyperparameters, keras.optimizers.Lion):
+    __doc__ = _beta_1_doc(
+        "Lion",
+        "w = w - lr_t * sign(beta_1 * m + (1 - beta_1) * g)\n"
+        "    m = beta_2 * m + (1 - beta_2) * g",
+        "A float `beta_1` must lie in (0, 1] (Keras' check).\n",
+    )
+    _hyperparameter_names = _BETA_1
+
+
+# Keras class -> ours, most derived first (AdamW subclasses Adam).
+EQUIVALENTS = [
+    (keras.optimizers.AdamW, AdamW),
+    (keras.optimizers.Adam, Adam),
+    (keras.optimizers.Nadam, Nadam),
+    (keras.optimizers.Adamax, Adamax),
+    (keras.optimizers.Lion, Lion),
+    (keras.optimizers.RMSprop, RMSprop),
+    (keras.optimizers.SGD, SGD),
+]
+
+
+def take_over_optimizer(optimizer, model_variables):
+    """Makes a Keras optimizer an instance of its class here (in place).
+
+    Used by `keras_decay.callbacks.MomentumScheduler` and
+    `WeightDecayScheduler`; returns whether the optimizer changed.
+    """
+    return take_over(optimizer, model_variables, EQUIVALENTS)
