@@ -1,7 +1,8 @@
 """Learning-rate (and hyperparameter) schedules, exact to the formula.
 
 Every class is a `keras.optimizers.schedules.LearningRateSchedule`: pass it
-as any Keras optimizer's `learning_rate`, or to
+as any Keras optimizer's `learning_rate`, as the `momentum`, `beta_1` or
+`weight_decay` of a `keras_decay.optimizers` optimizer, or to
 `keras_decay.callbacks.MomentumScheduler` / `WeightDecayScheduler`. The step
 is the optimizer's `iterations` (0-based, the number of updates done).
 
@@ -14,6 +15,8 @@ is the optimizer's `iterations` (0-based, the number of updates done).
 |                    | `                      / ramp_steps`                  |
 | `Warmup`           | linear from `initial_value` to `schedule(warmup)`,    |
 |                    | then `schedule(t)`                                    |
+| `OneCycle`         | PyTorch's `OneCycleLR` learning rate                  |
+| `OneCycleMomentum` | PyTorch's `OneCycleLR(cycle_momentum=True)` momentum  |
 
 The schedules compute in float64 (where the backend has it: TensorFlow
 always, JAX with `jax_enable_x64`) and return `keras.config.floatx()`.
@@ -32,12 +35,20 @@ from keras import ops
 
 from keras_decay._config import deserialize_nested
 from keras_decay._validation import check_bool
+from keras_decay._validation import check_choice
 from keras_decay._validation import check_float
 from keras_decay._validation import check_non_negative_float
 from keras_decay._validation import check_positive_float
 from keras_decay._validation import check_positive_int
 
-__all__ = ["ExponentialDecay", "LinearRamp", "StepDecay", "Warmup"]
+__all__ = [
+    "ExponentialDecay",
+    "LinearRamp",
+    "OneCycle",
+    "OneCycleMomentum",
+    "StepDecay",
+    "Warmup",
+]
 
 
 def _wide_float():
@@ -284,3 +295,208 @@ class Warmup(keras.optimizers.schedules.LearningRateSchedule):
     @classmethod
     def from_config(cls, config):
         return cls(**deserialize_nested(config))
+
+
+class _OneCycleBase(keras.optimizers.schedules.LearningRateSchedule):
+    """Piecewise annealing over the phases of PyTorch's `OneCycleLR`.
+
+    Phase `i` runs from step `s_i` to `e_i` (`s_0 = 0`, `s_{i+1} = e_i`;
+    `e = [pct_start * T - 1, T - 1]`, or with `three_phase`
+    `[pct_start * T - 1, 2 * pct_start * T - 2, T - 1]`, floats as in
+    PyTorch) from value `a_i` to `b_i`; step `t` is in the first phase with
+    `t <= e_i` and takes `anneal(a_i, b_i, (t - s_i) / (e_i - s_i))`, with
+    `cos`: `b + (a - b) / 2 * (cos(pi * pct) + 1)`, `linear`:
+    `a + (b - a) * pct`. Steps from `T - 1` on hold the value of `T - 1`.
+    """
+
+    def __init__(self, total_steps, pct_start, three_phase, anneal):
+        super().__init__()
+        self.total_steps = check_positive_int(total_steps, "total_steps")
+        self.pct_start = check_float(
+            pct_start,
+            "pct_start",
+            low=0.0,
+            high=1.0,
+            low_inclusive=False,
+            high_inclusive=False,
+        )
+        self.three_phase = check_bool(three_phase, "three_phase")
+        self.anneal = check_choice(anneal, "anneal", ("cos", "linear"))
+        ends = self._ends()
+        starts = [0.0] + ends[:-1]
+        if any(end <= start for start, end in zip(starts, ends)):
+            raise ValueError(
+                "Invalid value received for argument `pct_start`. Expected "
+                "every phase to last more than 0 steps (phase ends "
+                f"{ends}). Received: pct_start={self.pct_start!r}, "
+                f"total_steps={self.total_steps!r}"
+            )
+
+    def _ends(self):
+        first = float(self.pct_start * self.total_steps) - 1
+        last = float(self.total_steps - 1)
+        if self.three_phase:
+            second = float(2 * self.pct_start * self.total_steps) - 2
+            return [first, second, last]
+        return [first, last]
+
+    def _values(self):
+        """`[(a_i, b_i), ...]`, one pair per phase."""
+        raise NotImplementedError
+
+    def _annealed(self, start, end, pct):
+        if self.anneal == "cos":
+            return end + (start - end) / 2.0 * (ops.cos(math.pi * pct) + 1.0)
+        return start + (end - start) * pct
+
+    def __call__(self, step):
+        ends = self._ends()
+        step = ops.minimum(_as_wide_step(step), ends[-1])
+        starts = [0.0] + ends[:-1]
+        phases = [
+            self._annealed(a, b, (step - s) / (e - s))
+            for (a, b), s, e in zip(self._values(), starts, ends)
+        ]
+        value = phases[-1]
+        for phase, end in zip(phases[-2::-1], ends[-2::-1]):
+            value = ops.where(step <= end, phase, value)
+        return _out(value)
+
+    def _phase_config(self):
+        return {
+            "total_steps": self.total_steps,
+            "pct_start": self.pct_start,
+            "three_phase": self.three_phase,
+            "anneal": self.anneal,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_decay")
+class OneCycle(_OneCycleBase):
+    """The 1cycle learning rate (Smith), equal to PyTorch's `OneCycleLR`.
+
+    With `initial = max_learning_rate / div_factor` and
+    `final = initial / final_div_factor`, the learning rate anneals from
+    `initial` to `max_learning_rate` until step `pct_start * T - 1`, then
+    to `final` at step `T - 1` (`T = total_steps`); with `three_phase`,
+    back to `initial` at step `2 * pct_start * T - 2`, then to `final`.
+    `anneal="cos"`: `b + (a - b) / 2 * (cos(pi * pct) + 1)` from `a` to `b`
+    over a phase (`pct` its elapsed fraction); `"linear"`:
+    `a + (b - a) * pct`. Per step `t` in `[0, T)` this is PyTorch's
+    `OneCycleLR(..., max_lr, total_steps, pct_start, anneal_strategy,
+    div_factor, final_div_factor, three_phase)` learning rate after `t`
+    scheduler steps; from `T - 1` on it holds `final`.
+
+    Args:
+        max_learning_rate: Float >= 0. The peak.
+        total_steps: Int >= 1. The cycle's length in optimizer steps.
+        pct_start: Float in (0, 1). The rising fraction. Defaults to `0.3`.
+        div_factor: Float > 0. `initial = max / div_factor`. Defaults to
+            `25.0`.
+        final_div_factor: Float > 0. `final = initial / final_div_factor`.
+            Defaults to `1e4`.
+        three_phase: Bool. Defaults to `False`.
+        anneal: `"cos"` or `"linear"`. Defaults to `"cos"`.
+
+    Example:
+
+    >>> optimizer = keras_decay.optimizers.SGD(
+    ...     learning_rate=OneCycle(0.1, total_steps=1000),
+    ...     momentum=OneCycleMomentum(total_steps=1000))
+    """
+
+    def __init__(
+        self,
+        max_learning_rate,
+        total_steps,
+        pct_start=0.3,
+        div_factor=25.0,
+        final_div_factor=1e4,
+        three_phase=False,
+        anneal="cos",
+    ):
+        super().__init__(total_steps, pct_start, three_phase, anneal)
+        self.max_learning_rate = check_non_negative_float(
+            max_learning_rate, "max_learning_rate"
+        )
+        self.div_factor = check_positive_float(div_factor, "div_factor")
+        self.final_div_factor = check_positive_float(
+            final_div_factor, "final_div_factor"
+        )
+
+    def _values(self):
+        peak = self.max_learning_rate
+        initial = peak / self.div_factor
+        final = initial / self.final_div_factor
+        if self.three_phase:
+            return [(initial, peak), (peak, initial), (initial, final)]
+        return [(initial, peak), (peak, final)]
+
+    def get_config(self):
+        return {
+            "max_learning_rate": self.max_learning_rate,
+            "div_factor": self.div_factor,
+            "final_div_factor": self.final_div_factor,
+            **self._phase_config(),
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_decay")
+class OneCycleMomentum(_OneCycleBase):
+    """The 1cycle momentum, equal to PyTorch's `OneCycleLR` momentum.
+
+    The mirror of `OneCycle`: from `max_momentum` down to `base_momentum`
+    while the learning rate rises (until step `pct_start * T - 1`), then
+    back up to `max_momentum` at step `T - 1`; with `three_phase`, up at
+    step `2 * pct_start * T - 2` and then held at `max_momentum`. Same
+    annealing as `OneCycle`. Per step `t` in `[0, T)` this is the momentum
+    (SGD) or `beta_1` (Adam) that PyTorch's `OneCycleLR(...,
+    cycle_momentum=True, base_momentum, max_momentum)` sets; from `T - 1`
+    on it holds `max_momentum`. Pass it as a `keras_decay.optimizers`
+    optimizer's `momentum` / `beta_1`, with a `OneCycle` of the same
+    `total_steps`, `pct_start` and `three_phase` as its learning rate.
+
+    Args:
+        total_steps: Int >= 1. The cycle's length in optimizer steps.
+        base_momentum: Float in [0, 1]. The low point. Defaults to `0.85`.
+        max_momentum: Float in [0, 1]. Start and end. Defaults to `0.95`.
+        pct_start: Float in (0, 1). Defaults to `0.3`.
+        three_phase: Bool. Defaults to `False`.
+        anneal: `"cos"` or `"linear"`. Defaults to `"cos"`.
+
+    Example:
+
+    >>> optimizer = keras_decay.optimizers.Adam(
+    ...     learning_rate=OneCycle(1e-3, total_steps=1000),
+    ...     beta_1=OneCycleMomentum(total_steps=1000))
+    """
+
+    def __init__(
+        self,
+        total_steps,
+        base_momentum=0.85,
+        max_momentum=0.95,
+        pct_start=0.3,
+        three_phase=False,
+        anneal="cos",
+    ):
+        super().__init__(total_steps, pct_start, three_phase, anneal)
+        self.base_momentum = check_float(
+            base_momentum, "base_momentum", low=0.0, high=1.0
+        )
+        self.max_momentum = check_float(
+            max_momentum, "max_momentum", low=0.0, high=1.0
+        )
+
+    def _values(self):
+        low, high = self.base_momentum, self.max_momentum
+        if self.three_phase:
+            return [(high, low), (low, high), (high, high)]
+        return [(high, low), (low, high)]
+
+    def get_config(self):
+        return {
+            "base_momentum": self.base_momentum,
+            "max_momentum": self.max_momentum,
+            **self._phase_config(),
+        }

@@ -30,15 +30,20 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "tensorflow_only: needs the TensorFlow backend"
     )
+    config.addinivalue_line("markers", "jax_only: needs the JAX backend")
+
+
+_ONLY = {"tensorflow_only": "tensorflow", "jax_only": "jax"}
 
 
 def pytest_collection_modifyitems(config, items):
-    if keras.backend.backend() == "tensorflow":
-        return
-    skip = pytest.mark.skip(reason="needs the TensorFlow backend")
+    backend = keras.backend.backend()
     for item in items:
-        if "tensorflow_only" in item.keywords:
-            item.add_marker(skip)
+        for marker, needed in _ONLY.items():
+            if marker in item.keywords and backend != needed:
+                item.add_marker(
+                    pytest.mark.skip(reason=f"needs the {needed} backend")
+                )
 
 
 @pytest.fixture(autouse=True)

@@ -34,6 +34,7 @@ import numbers
 import warnings
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_decay import _keras_compat
@@ -173,7 +174,9 @@ class ScheduledHyperparameters:
                     f"`{name}` of a built optimizer can be set to a float "
                     f"only. Received: {name}={value!r}"
                 )
-            current.assign(check_hyperparameter(name, value))
+            value = check_hyperparameter(name, value)
+            current.assign(value)
+            vars(self)["_hyperparameter_floats"][name] = value
             return
         if isinstance(current, _Schedule) and not isinstance(value, _Schedule):
             raise TypeError(
@@ -202,6 +205,8 @@ class ScheduledHyperparameters:
         for name in self._hyperparameter_names:
             value = values.get(name)
             if isinstance(value, float):
+                floats = vars(self).setdefault("_hyperparameter_floats", {})
+                floats[name] = value
                 values[name] = self.add_variable(
                     shape=(),
                     initializer=keras.initializers.Constant(value),
@@ -265,9 +270,21 @@ class ScheduledHyperparameters:
             if isinstance(value, _Schedule):
                 value = keras.saving.serialize_keras_object(value)
             elif isinstance(value, keras.Variable):
-                value = _host_float(value)
+                value = self._variable_float(name, value)
             config[name] = value
         return config
+
+    def _variable_float(self, name, variable):
+        """The variable's value: the float last set if it holds that one.
+
+        (A float32 variable set to 0.9 holds 0.8999999762; the config says
+        0.9, as a Keras optimizer's would.)
+        """
+        held = ops.convert_to_numpy(variable)
+        last = vars(self).get("_hyperparameter_floats", {}).get(name)
+        if last is not None and np.asarray(last, held.dtype) == held:
+            return last
+        return float(held)
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
@@ -382,6 +399,8 @@ def current_hyperparameters(optimizer, step=None):
             result[name] = 0.0
         elif isinstance(value, _Schedule):
             result[name] = _host_float(_clip(name, value(step)))
+        elif isinstance(optimizer, ScheduledHyperparameters):
+            result[name] = optimizer._variable_float(name, value)
         else:
             result[name] = _host_float(value)
     return result
