@@ -215,9 +215,7 @@ def test_adamw_decay_no_decay_groups_equal_pytorch_param_groups():
     ]
     expected = _pytorch_adamw_groups(params, steps, groups, b1, b2, eps)
     for variable, want in zip(model.trainable_variables, expected):
-        np.testing.assert_allclose(
-            variable.numpy(), want, rtol=2e-5, atol=1e-6
-        )
+        np.testing.assert_allclose(variable.numpy(), want, rtol=2e-5, atol=1e-6)
 
 
 def test_decay_exclude_none_decays_every_variable_like_keras():
@@ -369,9 +367,7 @@ def test_save_and_load_keep_the_groups(tmp_path):
         (r.multiplier, r.lr_multiplier, r.note) for r in b
     ]
     for variable, row in zip(loaded.trainable_variables, b):
-        assert (row.multiplier, row.lr_multiplier) == GROUPED[
-            _suffix(variable)
-        ]
+        assert (row.multiplier, row.lr_multiplier) == GROUPED[_suffix(variable)]
     config = loaded.optimizer.get_config()
     assert config["decay_mult"] == {"backbone": 2.0}
     assert config["lr_mult"] == {"backbone": 0.1, "head": 0.0}
@@ -396,9 +392,10 @@ def test_config_round_trip_before_build():
     assert "decay_groups" not in config
     again = optimizers.SGD.from_config(config)
     assert again.get_config() == config
-    assert optimizers.SGD(0.1, decay_exclude=None).get_config()[
-        "decay_exclude"
-    ] is None
+    assert (
+        optimizers.SGD(0.1, decay_exclude=None).get_config()["decay_exclude"]
+        is None
+    )
 
 
 @pytest.mark.parametrize(
