@@ -351,7 +351,10 @@ class _OneCycleBase(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         ends = self._ends()
-        step = ops.minimum(_as_wide_step(step), ends[-1])
+        # `where`, not `minimum`: Keras 3.15's torch `minimum` returns
+        # float32 for float64 inputs.
+        step = _as_wide_step(step)
+        step = ops.where(step > ends[-1], ends[-1], step)
         starts = [0.0] + ends[:-1]
         phases = [
             self._annealed(a, b, (step - s) / (e - s))

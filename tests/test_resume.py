@@ -1,6 +1,10 @@
-"""Save and resume with BackupAndRestore: schedules continue where they were.
+"""Save and resume: schedules continue where they were, on every backend.
 
-Four steps per epoch, three epochs. An interruption at an epoch boundary
+Four steps per epoch, three epochs. A `.keras` checkpoint taken at any batch
+(`ModelCheckpoint(save_freq=k)`), loaded with `safe_mode=True`, resumes
+exactly: training on from it equals the uninterrupted run, with the
+schedules held by a `keras_decay.optimizers` optimizer or set by the
+callbacks. With BackupAndRestore, an interruption at an epoch boundary
 resumes exactly; an interruption in the middle of an epoch makes Keras replay
 that epoch from batch 0 while `optimizer.iterations` keeps counting, so
 step-keyed schedules run ahead by the replayed batches (documented in the
@@ -12,12 +16,12 @@ import numpy as np
 import pytest
 
 from keras_decay import WeightDecay
+from keras_decay import optimizers
 from keras_decay.callbacks import MomentumScheduler
+from keras_decay.callbacks import WeightDecayScheduler
+from keras_decay.schedules import ExponentialDecay
 from keras_decay.schedules import LinearRamp
 from keras_decay.schedules import StepDecay
-
-# TensorFlow backend only: MomentumScheduler patches a traced optimizer.
-pytestmark = pytest.mark.tensorflow_only
 
 STEPS_PER_EPOCH, EPOCHS, BATCH = 4, 3, 4
 LR = StepDecay(
@@ -44,7 +48,7 @@ def _data():
     return x, x[:, :2] * 0.5
 
 
-def _model():
+def _model(optimizer=None):
     keras.utils.set_random_seed(4)
     model = keras.Sequential(
         [
@@ -54,21 +58,73 @@ def _model():
             ),
         ]
     )
-    model.compile(keras.optimizers.SGD(learning_rate=LR), "mse")
+    if optimizer is None:
+        optimizer = keras.optimizers.SGD(learning_rate=LR)
+    model.compile(optimizer, "mse")
     return model
 
 
-def _fit(model, callbacks):
+def _fit(model, callbacks, epochs=EPOCHS, first_batch=0, schedulers=True):
     x, y = _data()
+    start = first_batch * BATCH
+    scheduler = [MomentumScheduler(MOMENTUM)] if schedulers else []
     return model.fit(
-        x,
-        y,
+        x[start:],
+        y[start:],
         batch_size=BATCH,
-        epochs=EPOCHS,
+        epochs=epochs,
         shuffle=False,
         verbose=0,
-        callbacks=[MomentumScheduler(MOMENTUM)] + callbacks,
+        callbacks=scheduler + callbacks,
     )
+
+
+def _momentum(optimizer):
+    return optimizers.current_hyperparameters(optimizer)["momentum"]
+
+
+WEIGHT_DECAY = ExponentialDecay(0.05, 3, 0.5)
+
+
+def _scheduled_optimizer():
+    return optimizers.SGD(LR, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+
+
+@pytest.mark.parametrize("where", ["optimizer", "callbacks"])
+@pytest.mark.parametrize("after_step", [3, 6])
+def test_mid_epoch_checkpoint_resumes_exactly(tmp_path, where, after_step):
+    """Checkpoint at step 3 (epoch 0, batch 3) or 6 (epoch 1, batch 2)."""
+    in_optimizer = where == "optimizer"
+
+    def model():
+        return _model(_scheduled_optimizer() if in_optimizer else None)
+
+    def fit(m, callbacks, **kwargs):
+        schedulers = (
+            [] if in_optimizer else [WeightDecayScheduler(WEIGHT_DECAY)]
+        )
+        return _fit(
+            m, schedulers + callbacks, schedulers=not in_optimizer, **kwargs
+        )
+
+    straight = model()
+    fit(straight, [])
+    path = str(tmp_path / "ck.keras")
+    checkpoint = keras.callbacks.ModelCheckpoint(path, save_freq=after_step)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        fit(model(), [checkpoint, _Interrupt(after_step)])
+    resumed = keras.saving.load_model(path, safe_mode=True)
+    assert int(resumed.optimizer.iterations) == after_step
+    assert type(resumed.optimizer) is optimizers.SGD
+    # The rest of the interrupted epoch, then the remaining epochs.
+    epoch, batch = divmod(after_step, STEPS_PER_EPOCH)
+    fit(resumed, [], epochs=1, first_batch=batch)
+    fit(resumed, [], epochs=EPOCHS - epoch - 1)
+    assert int(resumed.optimizer.iterations) == STEPS_PER_EPOCH * EPOCHS
+    for a, b in zip(resumed.get_weights(), straight.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    for a, b in zip(resumed.optimizer.variables, straight.optimizer.variables):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
 
 
 def _interrupted_then_resumed(tmp_path, after_step, save_freq):
@@ -102,13 +158,12 @@ def test_resume_at_an_epoch_boundary_equals_an_uninterrupted_run(tmp_path):
         float(straight.optimizer.learning_rate),
         rtol=0,
     )
-    expected_momentum = 0.9 * min(total, 10) / 10
+    # The callback leaves the last momentum used, that of step total - 1.
+    expected_momentum = 0.9 * min(total - 1, 10) / 10
     np.testing.assert_allclose(
-        float(resumed.optimizer.momentum), expected_momentum, rtol=1e-6
+        _momentum(resumed.optimizer), expected_momentum, rtol=1e-6
     )
-    assert float(resumed.optimizer.momentum) == float(
-        straight.optimizer.momentum
-    )
+    assert _momentum(resumed.optimizer) == _momentum(straight.optimizer)
 
 
 def test_resume_mid_epoch_replays_the_epoch_and_schedules_run_ahead(
@@ -129,5 +184,5 @@ def test_resume_mid_epoch_replays_the_epoch_and_schedules_run_ahead(
         rtol=1e-7,
     )
     np.testing.assert_allclose(
-        float(resumed.optimizer.momentum), 0.9 * min(total, 10) / 10, rtol=1e-6
+        _momentum(resumed.optimizer), 0.9 * min(total - 1, 10) / 10, rtol=1e-6
     )

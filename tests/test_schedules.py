@@ -1,6 +1,7 @@
 """Tests for keras_decay.schedules against float64 NumPy formulas."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -286,3 +287,216 @@ def test_schedules_run_under_jax_jit():
     }
     for name, values in want.items():
         np.testing.assert_allclose(got[name], values, rtol=1e-5, atol=1e-7)
+
+
+# --- OneCycle / OneCycleMomentum: PyTorch's OneCycleLR ----------------------
+
+
+def _one_cycle_numpy(
+    total,
+    max_lr=0.1,
+    pct_start=0.3,
+    div_factor=25.0,
+    final_div_factor=1e4,
+    three_phase=False,
+    anneal="cos",
+    base_momentum=0.85,
+    max_momentum=0.95,
+):
+    """PyTorch's `OneCycleLR.get_lr` (torch/optim/lr_scheduler.py), in
+    Python floats: learning rate and momentum after `step` scheduler steps,
+    for step in 0..total-1."""
+    initial = max_lr / div_factor
+    minimum = initial / final_div_factor
+    first = float(pct_start * total) - 1
+    if three_phase:
+        phases = [
+            (first, initial, max_lr, max_momentum, base_momentum),
+            (
+                float(2 * pct_start * total) - 2,
+                max_lr,
+                initial,
+                base_momentum,
+                max_momentum,
+            ),
+            (total - 1, initial, minimum, max_momentum, max_momentum),
+        ]
+    else:
+        phases = [
+            (first, initial, max_lr, max_momentum, base_momentum),
+            (total - 1, max_lr, minimum, base_momentum, max_momentum),
+        ]
+
+    def anneal_fn(start, end, pct):
+        if anneal == "cos":
+            return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+        return (end - start) * pct + start
+
+    lrs, momenta = [], []
+    for step in range(total):
+        start_step = 0
+        for i, (end_step, lr_a, lr_b, m_a, m_b) in enumerate(phases):
+            if step <= end_step or i == len(phases) - 1:
+                pct = (step - start_step) / (end_step - start_step)
+                lrs.append(anneal_fn(lr_a, lr_b, pct))
+                momenta.append(anneal_fn(m_a, m_b, pct))
+                break
+            start_step = end_step
+    return np.array(lrs), np.array(momenta)
+
+
+ONE_CYCLE_CASES = [
+    dict(total=100),
+    dict(total=1000, pct_start=0.25, three_phase=True),
+    dict(total=37, pct_start=0.4, anneal="linear"),
+    dict(
+        total=50,
+        pct_start=0.3,
+        three_phase=True,
+        anneal="linear",
+        div_factor=10.0,
+        final_div_factor=100.0,
+    ),
+    dict(total=10, pct_start=0.5, base_momentum=0.0, max_momentum=0.9),
+]
+
+
+def _one_cycle_pair(case):
+    case = dict(case)
+    total = case.pop("total")
+    momentum_args = {
+        k: case.pop(k) for k in ("base_momentum", "max_momentum") if k in case
+    }
+    lr = schedules.OneCycle(case.pop("max_lr", 0.1), total, **case)
+    phase_args = {
+        k: v
+        for k, v in case.items()
+        if k in ("pct_start", "three_phase", "anneal")
+    }
+    momentum = schedules.OneCycleMomentum(total, **momentum_args, **phase_args)
+    return lr, momentum
+
+
+@pytest.mark.skipif(
+    schedules._wide_float() != "float64",
+    reason="1e-6 near the final learning rate needs float64 (JAX: x64)",
+)
+@pytest.mark.parametrize("case", ONE_CYCLE_CASES)
+def test_one_cycle_equals_pytorch_formula(case):
+    lr, momentum = _one_cycle_pair(case)
+    total = case["total"]
+    want_lr, want_momentum = _one_cycle_numpy(**case)
+    steps = np.arange(total)
+    np.testing.assert_allclose(_evaluate(lr, steps), want_lr, rtol=1e-6)
+    np.testing.assert_allclose(
+        _evaluate(momentum, steps), want_momentum, rtol=1e-6, atol=1e-12
+    )
+    # From step total - 1 on the last value holds.
+    later = np.array([total - 1, total, total + 5, 10 * total])
+    np.testing.assert_allclose(_evaluate(lr, later), want_lr[-1], rtol=1e-6)
+    np.testing.assert_allclose(
+        _evaluate(momentum, later), want_momentum[-1], rtol=1e-6
+    )
+
+
+def test_one_cycle_shape_in_float32():
+    """Any backend: peak where PyTorch puts it, float32 within 1e-5 of max."""
+    lr, momentum = _one_cycle_pair(dict(total=100))
+    want_lr, want_momentum = _one_cycle_numpy(100)
+    got = _evaluate(lr, np.arange(100))
+    np.testing.assert_allclose(got, want_lr, rtol=0, atol=1e-5 * 0.1)
+    assert int(np.argmax(got)) == int(np.argmax(want_lr)) == 29
+    np.testing.assert_allclose(
+        _evaluate(momentum, np.arange(100)), want_momentum, atol=1e-6
+    )
+
+
+TORCH_SCRIPT = """
+import json, torch
+cases = json.loads(__import__("sys").argv[1])
+out = []
+for case in cases:
+    case = dict(case)
+    total = case.pop("total")
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=0.1, momentum=0.9)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=case.get("max_lr", 0.1), total_steps=total,
+        pct_start=case.get("pct_start", 0.3),
+        anneal_strategy=case.get("anneal", "cos"),
+        div_factor=case.get("div_factor", 25.0),
+        final_div_factor=case.get("final_div_factor", 1e4),
+        three_phase=case.get("three_phase", False),
+        base_momentum=case.get("base_momentum", 0.85),
+        max_momentum=case.get("max_momentum", 0.95),
+    )
+    lrs, moms = [], []
+    for _ in range(total):
+        lrs.append(opt.param_groups[0]["lr"])
+        moms.append(opt.param_groups[0]["momentum"])
+        opt.step()
+        sched.step()
+    out.append([lrs, moms])
+print(json.dumps(out))
+"""
+
+
+def test_one_cycle_equals_torch_one_cycle_lr():
+    """Optional: PyTorch itself, in a subprocess (torch imported first)."""
+    try:
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            pytest.skip("torch is not installed")
+    except ValueError:
+        pytest.skip("torch is not importable")
+    done = subprocess.run(
+        [sys.executable, "-c", TORCH_SCRIPT, json.dumps(ONE_CYCLE_CASES)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    for case, (lrs, moms) in zip(ONE_CYCLE_CASES, results):
+        want_lr, want_momentum = _one_cycle_numpy(**case)
+        np.testing.assert_allclose(lrs, want_lr, rtol=1e-12)
+        np.testing.assert_allclose(moms, want_momentum, rtol=1e-12)
+
+
+ONE_CYCLE_BAD = [
+    (lambda: schedules.OneCycle(0.1, 0), ValueError, "total_steps=0"),
+    (lambda: schedules.OneCycle(-0.1, 10), ValueError, "max_learning_rate"),
+    (lambda: schedules.OneCycle(0.1, 10, 1.0), ValueError, "pct_start=1.0"),
+    (lambda: schedules.OneCycle(0.1, 10, 0.1), ValueError, "pct_start=0.1"),
+    (
+        lambda: schedules.OneCycle(0.1, 10, 0.55, three_phase=True),
+        ValueError,
+        "pct_start=0.55, total_steps=10",
+    ),
+    (lambda: schedules.OneCycle(0.1, 10, div_factor=0), ValueError, "div"),
+    (
+        lambda: schedules.OneCycle(0.1, 10, anneal="cosine"),
+        ValueError,
+        "anneal='cosine'",
+    ),
+    (
+        lambda: schedules.OneCycleMomentum(10, base_momentum=1.5),
+        ValueError,
+        "base_momentum=1.5",
+    ),
+    (
+        lambda: schedules.OneCycleMomentum(10, three_phase="yes"),
+        TypeError,
+        "three_phase='yes'",
+    ),
+]
+
+
+@pytest.mark.parametrize("factory, error, match", ONE_CYCLE_BAD)
+def test_one_cycle_bad_arguments(factory, error, match):
+    with pytest.raises(error, match="Invalid value received for argument"):
+        factory()
+    with pytest.raises(error, match=f"Received: .*{match}"):
+        factory()

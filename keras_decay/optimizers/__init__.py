@@ -276,6 +276,21 @@ class Nadam(DecayGroups, ScheduledHyperparameters, keras.optimizers.Nadam):
     )
     _hyperparameter_names = _BETA_1
 
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        # Keras' Nadam, with `beta_1` cast to the product's dtype (Keras
+        # multiplies a bfloat16 variable by the Python float).
+        dtype = self._u_product.dtype
+        step = ops.cast(self.iterations + 1, dtype)
+        self.assign(
+            self._u_product,
+            self._u_product
+            * ops.cast(self.beta_1, dtype)
+            * (1.0 - 0.5 * ops.power(0.96, step)),
+        )
+        keras.optimizers.Optimizer._backend_update_step(
+            self, grads, trainable_variables, learning_rate
+        )
+
 
 @_register
 class Adamax(DecayGroups, ScheduledHyperparameters, keras.optimizers.Adamax):
