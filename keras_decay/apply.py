@@ -124,7 +124,8 @@ class DecayReport:
     def _columns(self):
         with_lr = any(row.lr_multiplier is not None for row in self.rows)
         rate = "weight decay" if self.kind == "decoupled" else "rate"
-        header = ["variable", "shape", "decay mult", f"{self.kind} {rate}"]
+        mult = "decay mult" if with_lr else "mult"
+        header = ["variable", "shape", mult, f"{self.kind} {rate}"]
         header += ["lr mult"] if with_lr else []
         body = []
         for row in self.rows:
