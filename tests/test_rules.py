@@ -279,3 +279,22 @@ def test_optimizer_timescale_looks_through_loss_scale_optimizer():
 def test_bad_arguments(call, error, message):
     with pytest.raises(error, match=f"Received: {message}$"):
         call()
+
+
+def test_optimizer_timescale_of_keras_decay_optimizers_with_schedules():
+    from keras_decay import optimizers
+    from keras_decay.schedules import LinearRamp
+
+    adamw = optimizers.AdamW(1e-3, weight_decay=LinearRamp(0.0, 0.1, 10))
+    adamw.iterations.assign(5)  # weight decay 0.05 at step 5
+    np.testing.assert_allclose(
+        optimizer_timescale(adamw), 1.0 / (1e-3 * 0.05), rtol=1e-6
+    )
+    adamw.iterations.assign(0)  # weight decay 0: no timescale
+    assert optimizer_timescale(adamw) is None
+    sgd = optimizers.SGD(0.1, momentum=LinearRamp(0.0, 0.8, 4))
+    sgd.iterations.assign(2)  # momentum 0.4
+    model = _model_with(WeightDecay(1e-3))
+    np.testing.assert_allclose(
+        optimizer_timescale(sgd, model), (1 - 0.4) / (0.1 * 1e-3), rtol=1e-6
+    )
