@@ -2,7 +2,7 @@
 
 Public modules: `keras_decay.regularizers`, `keras_decay.conventions`,
 `keras_decay.schedules`, `keras_decay.optimizers`, `keras_decay.layers`,
-`keras_decay.callbacks`.
+`keras_decay.callbacks`, `keras_decay.rules`.
 The most used names are re-exported here.
 """
 
@@ -11,6 +11,7 @@ from keras_decay import conventions
 from keras_decay import layers
 from keras_decay import optimizers
 from keras_decay import regularizers
+from keras_decay import rules
 from keras_decay import schedules
 from keras_decay.apply import DecayReport
 from keras_decay.apply import apply_weight_decay
@@ -31,5 +32,6 @@ __all__ = [
     "layers",
     "optimizers",
     "regularizers",
+    "rules",
     "schedules",
 ]

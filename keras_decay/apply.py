@@ -1,11 +1,13 @@
 """Put weight decay on every weight of an already built model, Caffe-style."""
 
-import fnmatch
 import warnings
 
 import keras
 
 from keras_decay import _keras_compat
+from keras_decay._selection import check_multipliers
+from keras_decay._selection import check_patterns
+from keras_decay._selection import select
 from keras_decay._validation import _fail
 from keras_decay._validation import check_bool
 from keras_decay._validation import check_choice
@@ -18,6 +20,16 @@ from keras_decay.regularizers import WeightDecay
 __all__ = ["apply_weight_decay", "DecayReport", "DecayRow"]
 
 _KINDS = {"l2": WeightDecay, "l1": L1Decay}
+
+# Layers whose deserialization re-creates their sub-layers from the
+# sub-layers' own config (an RNN layer its cell: LSTM and GRU read the
+# cell's `*_regularizer` attributes into their config).
+_REBUILDS_CHILDREN = (
+    keras.Sequential,
+    keras.layers.RNN,
+    keras.layers.Bidirectional,
+    keras.layers.Wrapper,
+)
 
 # Config key `<name>_regularizer` -> the attribute that holds the variable,
 # where the two names differ (Keras' DepthwiseConv2D, SeparableConv2D, RNNs).
@@ -35,39 +47,58 @@ class DecayRow:
         path: The variable's path (`variable.path`).
         shape: The variable's shape, a tuple.
         multiplier: The Caffe `decay_mult` applied (0 when not decayed).
-        rate: The effective rate, `rate * multiplier`.
+        rate: The effective rate, `rate * multiplier` (for an optimizer's
+            report: `weight_decay * multiplier`).
         note: Why a variable is not decayed (`"ndim <= 1"`, `"excluded"`,
-            `"decay_mult 0"`), or `"not saved"` when the layer's config has
-            no regularizer argument for it (the decay works in this process
-            but is not written by `model.save`); empty otherwise.
+            `"decay_mult 0"`), `"lr_mult 0"` for a frozen variable,
+            `"kept <Regularizer>"` / `"removed <Regularizer>"` for a
+            regularizer the variable had before `apply_weight_decay`, or
+            `"not saved"` when the layer's config has no regularizer
+            argument for it (the change works in this process but is not
+            written by `model.save`); several are joined by `"; "`; empty
+            otherwise.
+        lr_multiplier: The learning-rate multiplier (`lr_mult`) of an
+            optimizer's report; `None` in `apply_weight_decay`'s report.
     """
 
-    __slots__ = ("path", "shape", "multiplier", "rate", "note")
+    __slots__ = ("path", "shape", "multiplier", "rate", "note", "lr_multiplier")
 
-    def __init__(self, path, shape, multiplier, rate, note=""):
+    def __init__(
+        self, path, shape, multiplier, rate, note="", lr_multiplier=None
+    ):
         self.path = path
         self.shape = tuple(shape)
         self.multiplier = multiplier
         self.rate = rate
         self.note = note
+        self.lr_multiplier = lr_multiplier
 
     @property
     def decayed(self):
         return self.rate > 0.0
 
     def __repr__(self):
+        lr = (
+            ""
+            if self.lr_multiplier is None
+            else f", lr_multiplier={self.lr_multiplier}"
+        )
         return (
             f"DecayRow(path={self.path!r}, shape={self.shape}, "
             f"multiplier={self.multiplier}, rate={self.rate}, "
-            f"note={self.note!r})"
+            f"note={self.note!r}{lr})"
         )
 
 
 class DecayReport:
-    """What `apply_weight_decay` did: one `DecayRow` per trainable variable.
+    """Which variables are decayed, how much: one `DecayRow` per variable.
 
-    Printing it gives a table; iterating gives the rows; `decayed` lists the
-    rows that got a regularizer.
+    Returned by `apply_weight_decay` (`kind` `"l2"` or `"l1"`: coupled
+    decay through regularizers) and by the `decay_report()` of the
+    `keras_decay.optimizers` classes (`kind="decoupled"`, with a
+    learning-rate multiplier column). Printing it gives a table; iterating
+    gives the rows; `report[path]` is one row; `decayed` lists the rows with
+    a rate > 0.
     """
 
     def __init__(self, rows, kind):
@@ -90,18 +121,28 @@ class DecayReport:
     def decayed(self):
         return [row for row in self.rows if row.decayed]
 
-    def __str__(self):
-        header = ("variable", "shape", "mult", f"{self.kind} rate", "note")
-        body = [
-            (
+    def _columns(self):
+        with_lr = any(row.lr_multiplier is not None for row in self.rows)
+        rate = "weight decay" if self.kind == "decoupled" else "rate"
+        mult = "decay mult" if with_lr else "mult"
+        header = ["variable", "shape", mult, f"{self.kind} {rate}"]
+        header += ["lr mult"] if with_lr else []
+        body = []
+        for row in self.rows:
+            line = [
                 row.path,
                 str(row.shape),
                 f"{row.multiplier:g}",
                 f"{row.rate:g}",
-                row.note,
-            )
-            for row in self.rows
-        ]
+            ]
+            if with_lr:
+                lr = row.lr_multiplier
+                line.append("" if lr is None else f"{lr:g}")
+            body.append(line + [row.note])
+        return header + ["note"], body
+
+    def __str__(self):
+        header, body = self._columns()
         widths = [
             max(len(line[i]) for line in [header] + body)
             for i in range(len(header))
@@ -115,6 +156,18 @@ class DecayReport:
             f"{len(self.decayed)} of {len(self.rows)} trainable variables "
             "decayed"
         )
+        kept = sum(
+            any(n.startswith("kept ") for n in row.note.split("; "))
+            for row in self.rows
+        )
+        if kept:
+            summary += (
+                f"; {kept} keep{'s' if kept == 1 else ''} an earlier "
+                "regularizer (overwrite=False)"
+            )
+        frozen = sum(row.lr_multiplier == 0.0 for row in self.rows)
+        if frozen:
+            summary += f"; {frozen} frozen (lr_mult 0)"
         return "\n".join(line.rstrip() for line in lines + [summary])
 
     def __repr__(self):
@@ -138,26 +191,43 @@ def apply_weight_decay(
     (`kind="l2"`, penalty `rate * mult / (2n) * sum(w**2)`) or
     `L1Decay(rate * mult, num_examples)` (`kind="l1"`).
 
-    Selection rules, in order:
+    Selection rules (shared with the `keras_decay.optimizers` classes), in
+    order:
     1. variables with `ndim <= 1` (biases, normalization scales and offsets)
-       are never decayed;
+       are never decayed, whatever `decay_mult` says;
     2. variables whose `path` matches one of the `exclude` fnmatch patterns
        are not decayed;
     3. the multiplier is the value of the first `decay_mult` pattern (in the
-       dict's order) that matches the name of the layer owning the variable,
-       else 1; a multiplier of 0 means not decayed.
+       dict's order) that matches a layer name on the variable's path (the
+       layer owning it, or a model or RNN layer containing it: `"backbone"`
+       matches `"backbone/conv1/kernel"`), else 1; a multiplier of 0 means
+       not decayed.
+    A pattern of `decay_mult` or `exclude` that matches no trainable
+    variable is an error (a typo would silently decay everything).
 
     The regularizer is also set as the owning layer's `<x>_regularizer`
-    argument (e.g. `Dense.kernel_regularizer`), which is what Keras writes to
-    a `.keras` file: a model loaded with `keras.models.load_model` has the
-    same `model.losses`. A variable of a layer that has no such argument is
-    still decayed, with a warning and the note `"not saved"` in the report.
-    The model's compiled train and test functions are reset, so the penalty
-    takes effect on the next `fit`/`train_on_batch`/`evaluate` even if the
-    model was trained before.
+    argument (e.g. `Dense.kernel_regularizer`, `LSTMCell`'s
+    `recurrent_regularizer`), which is what Keras writes to a `.keras`
+    file: a model loaded with `keras.models.load_model` has the same
+    `model.losses`. A variable of a layer that has no such argument, or
+    whose layer is re-created by a subclassed model's own `__init__` on
+    loading, is still decayed, with a warning and the note `"not saved"` in
+    the report. The model's compiled train and test functions are reset, so
+    the penalty takes effect on the next `fit`/`train_on_batch`/`evaluate`
+    even if the model was trained before.
+
+    A variable that already has a regularizer: with `overwrite=True` the
+    call decides every trainable variable, and one it does not decay loses
+    its regularizer (note `"removed <Regularizer>"`), so
+    `apply_weight_decay(model, 0.0, overwrite=True)` removes all of them.
+    With `overwrite=False` (default) such a variable is an error if the
+    call would decay it, and keeps its regularizer otherwise (note
+    `"kept <Regularizer>"`, counted in the summary line). Either way the
+    report says what `model.losses` holds.
 
     Args:
-        model: A built `keras.Model` (Sequential, functional or subclassed).
+        model: A built `keras.Model` (Sequential, functional or subclassed)
+            with trainable variables.
         rate: Float >= 0. The weight-decay coefficient (gradient convention:
             PyTorch's / Caffe's `weight_decay`).
         kind: `"l2"` or `"l1"`. Defaults to `"l2"`.
@@ -167,12 +237,13 @@ def apply_weight_decay(
             (fnmatch patterns, multipliers >= 0), Caffe's `decay_mult`.
         exclude: Optional fnmatch pattern or list of patterns on
             `variable.path` for variables not to decay.
-        overwrite: Bool. Replace regularizers the variables already have;
-            if `False` (default), such a variable is an error.
+        overwrite: Bool. Replace (or remove) regularizers the variables
+            already have; if `False` (default), decaying such a variable is
+            an error and the others keep theirs.
 
     Returns:
         A `DecayReport`: print it for a table of variable path, shape,
-        multiplier and effective rate.
+        multiplier, effective rate and note.
 
     Example:
 
@@ -187,19 +258,26 @@ def apply_weight_decay(
     num_examples = check_optional(
         check_positive_int, num_examples, "num_examples"
     )
-    decay_mult = _check_decay_mult(decay_mult)
-    exclude = _check_exclude(exclude)
+    decay_mult = check_multipliers(decay_mult, "decay_mult")
+    exclude = check_patterns(exclude, "exclude")
     overwrite = check_bool(overwrite, "overwrite")
 
-    plan = []
-    for layer, variable, rebuilt in _owned_trainable_variables(model):
-        multiplier, note = _multiplier(layer, variable, decay_mult, exclude)
-        effective = rate * multiplier
-        plan.append((layer, variable, rebuilt, multiplier, effective, note))
+    owned = list(_owned_trainable_variables(model))
+    if not owned:
+        _fail(ValueError, "model", "a model with trainable variables", model)
+    choices = select(
+        [variable for _, variable, _ in owned],
+        exclude=exclude,
+        decay_mult=decay_mult,
+    )
+    plan = [
+        (layer, variable, rebuilt, choice, rate * choice.decay_multiplier)
+        for (layer, variable, rebuilt), choice in zip(owned, choices)
+    ]
 
     clashes = [
         variable.path
-        for _, variable, _, _, effective, _ in plan
+        for _, variable, _, _, effective in plan
         if effective > 0.0 and variable.regularizer is not None
     ]
     if clashes and not overwrite:
@@ -210,23 +288,39 @@ def apply_weight_decay(
         )
 
     rows, unsaved = [], []
-    for layer, variable, rebuilt, multiplier, effective, note in plan:
+    for layer, variable, rebuilt, choice, effective in plan:
+        notes = list(choice.notes)
+        earlier = variable.regularizer
         if effective > 0.0:
             regularizer = _KINDS[kind](effective, num_examples=num_examples)
+        elif earlier is not None and not overwrite:
+            notes.append(f"kept {type(earlier).__name__}")
+            regularizer = earlier
+        else:
+            regularizer = None
+            if earlier is not None:
+                notes.append(f"removed {type(earlier).__name__}")
+        if regularizer is not earlier:
             variable.regularizer = regularizer
             saved = _set_layer_argument(layer, variable, regularizer)
             if not (saved and rebuilt):
-                note = "not saved"
+                notes.append("not saved")
                 unsaved.append(variable.path)
         rows.append(
-            DecayRow(variable.path, variable.shape, multiplier, effective, note)
+            DecayRow(
+                variable.path,
+                variable.shape,
+                choice.decay_multiplier,
+                effective,
+                "; ".join(notes),
+            )
         )
     if unsaved:
         warnings.warn(
-            "Weight decay is applied to these variables, but their layers "
-            "have no regularizer argument, so `model.save` will not keep it: "
-            f"{', '.join(unsaved)}. Call `apply_weight_decay` again after "
-            "loading the model.",
+            "Weight decay is changed on these variables, but their layers "
+            "have no regularizer argument that `model.save` writes, so a "
+            f"loaded model will not keep it: {', '.join(unsaved)}. Call "
+            "`apply_weight_decay` again after loading the model.",
             stacklevel=2,
         )
     _reset_compiled_functions(model)
@@ -245,52 +339,16 @@ def _check_model(model):
         )
 
 
-def _check_decay_mult(decay_mult):
-    if decay_mult is None:
-        return {}
-    if not isinstance(decay_mult, dict):
-        _fail(
-            TypeError,
-            "decay_mult",
-            "a dict {layer-name pattern: multiplier}",
-            decay_mult,
-        )
-    checked = {}
-    for pattern, multiplier in decay_mult.items():
-        if not isinstance(pattern, str):
-            _fail(
-                TypeError,
-                "decay_mult",
-                "string keys (layer-name patterns)",
-                decay_mult,
-            )
-        checked[pattern] = check_non_negative_float(
-            multiplier, f"decay_mult[{pattern!r}]"
-        )
-    return checked
-
-
-def _check_exclude(exclude):
-    if exclude is None:
-        return ()
-    if isinstance(exclude, str):
-        return (exclude,)
-    expected = "a pattern string or a list of pattern strings"
-    if not isinstance(exclude, (list, tuple, set, frozenset)):
-        _fail(TypeError, "exclude", expected, exclude)
-    if not all(isinstance(pattern, str) for pattern in exclude):
-        _fail(TypeError, "exclude", expected, exclude)
-    return tuple(exclude)
-
-
 def _owned_trainable_variables(model):
     """Yields `(owning layer, variable, rebuilt)` for each trainable variable.
 
     The owner is the innermost layer that holds the variable. `rebuilt` says
     whether `load_model` re-creates that layer from its own config, which is
-    true when every container above it is a Sequential or functional model
-    (a subclassed model or layer re-creates its sub-layers in its own
-    `__init__`, so their config, and any regularizer set on it, is not used).
+    true when every container above it re-creates its children from their
+    config: a Sequential or functional model, an RNN layer (its cell), a
+    wrapper such as `Bidirectional` or `TimeDistributed` (a subclassed model
+    or layer re-creates its sub-layers in its own `__init__`, so their
+    config, and any regularizer set on it, is not used).
     """
     seen = set()
 
@@ -309,21 +367,9 @@ def _owned_trainable_variables(model):
 
 def _rebuilds_children(layer):
     """Whether deserializing `layer` re-creates its children from config."""
-    return isinstance(layer, keras.Sequential) or (
+    return isinstance(layer, _REBUILDS_CHILDREN) or (
         _keras_compat.is_functional(layer)
     )
-
-
-def _multiplier(layer, variable, decay_mult, exclude):
-    """Returns `(multiplier, note)` for one variable."""
-    if len(variable.shape) <= 1:
-        return 0.0, "ndim <= 1"
-    if any(fnmatch.fnmatchcase(variable.path, p) for p in exclude):
-        return 0.0, "excluded"
-    for pattern, multiplier in decay_mult.items():
-        if fnmatch.fnmatchcase(layer.name, pattern):
-            return multiplier, "" if multiplier > 0.0 else "decay_mult 0"
-    return 1.0, ""
 
 
 def _set_layer_argument(layer, variable, regularizer):

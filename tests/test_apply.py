@@ -295,3 +295,189 @@ def test_model_must_be_a_built_keras_model():
     unbuilt = keras.Sequential([keras.layers.Dense(3)])
     with pytest.raises(ValueError, match="Expected a built model"):
         apply_weight_decay(unbuilt, 0.1)
+
+
+def _dense_with_l2(l2=1.0):
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(
+                3, name="d", kernel_regularizer=keras.regularizers.L2(l2)
+            ),
+            keras.layers.Dense(2, name="e"),
+        ]
+    )
+    model.get_layer("d").kernel.assign(np.full((4, 3), 1.5, "float32"))
+    return model
+
+
+def _total_penalty(model):
+    return sum(float(loss) for loss in model.losses)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m: apply_weight_decay(m, 0.0, overwrite=True),
+        lambda m: apply_weight_decay(
+            m, 0.1, decay_mult={"d": 0.0}, overwrite=True
+        ),
+    ],
+    ids=["rate 0", "decay_mult 0"],
+)
+def test_overwrite_removes_a_regularizer_it_does_not_decay(call, tmp_path):
+    model = _dense_with_l2()
+    assert _total_penalty(model) == pytest.approx(1.0 * 12 * 1.5**2)
+    report = call(model)
+    row = report[model.get_layer("d").kernel.path]
+    assert row.rate == 0.0 and "removed L2" in row.note
+    assert model.get_layer("d").kernel.regularizer is None
+    assert model.get_layer("d").kernel_regularizer is None
+    # What the report says decayed is all that model.losses holds.
+    expected = _expected_penalty(model, {r.path: r.rate for r in report})
+    assert _total_penalty(model) == pytest.approx(expected, rel=1e-6)
+    path = os.path.join(tmp_path, "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.get_layer("d").kernel.regularizer is None
+    assert _total_penalty(loaded) == pytest.approx(expected, rel=1e-6)
+
+
+def test_without_overwrite_a_kept_regularizer_is_in_the_report():
+    model = _dense_with_l2(l2=2.0)
+    report = apply_weight_decay(model, 0.1, decay_mult={"d": 0.0})
+    row = report[model.get_layer("d").kernel.path]
+    assert row.note == "decay_mult 0; kept L2"
+    assert isinstance(
+        model.get_layer("d").kernel.regularizer, keras.regularizers.L2
+    )
+    assert "1 of 4 trainable variables decayed; 1 keeps an earlier " in str(
+        report
+    )
+    # model.losses: the kept L2 (2 * sum w**2) plus the new decay on `e`.
+    e = np.asarray(model.get_layer("e").kernel, "float64")
+    expected = 2.0 * 12 * 1.5**2 + 0.1 / 2.0 * np.sum(e**2)
+    assert _total_penalty(model) == pytest.approx(expected, rel=1e-6)
+
+
+def test_ndim_rule_wins_over_decay_mult():
+    model = _cnn()
+    report = apply_weight_decay(model, 0.1, decay_mult={"bn": 2.0})
+    for variable in model.get_layer("bn").trainable_weights:
+        assert report[variable.path].rate == 0.0
+        assert report[variable.path].note == "ndim <= 1"
+        assert variable.regularizer is None
+
+
+def test_decay_mult_names_a_nested_model():
+    backbone = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(4, name="conv_like"),
+            keras.layers.Dense(4, name="other"),
+        ],
+        name="backbone",
+    )
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Dense(2, name="head")(backbone(inputs))
+    model = keras.Model(inputs, outputs)
+    report = apply_weight_decay(model, 0.1, decay_mult={"backbone": 0.5})
+    for name in ("conv_like", "other"):
+        kernel = backbone.get_layer(name).kernel
+        assert report[kernel.path].rate == pytest.approx(0.05, rel=1e-12)
+    assert report[model.get_layer("head").kernel.path].rate == 0.1
+
+
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        ({"decay_mult": {"conv*": 2.0, "conv9": 1.0}}, "'conv9'"),
+        ({"exclude": ["*/fc/*", "*/nope/*"]}, r"'\*/nope/\*'"),
+        ({"exclude": "conv1/*"}, r"'conv1/\*'"),  # paths start with the model
+    ],
+)
+def test_a_pattern_that_matches_nothing_is_an_error(kwargs, pattern):
+    model = _cnn()
+    argument = next(iter(kwargs))
+    with pytest.raises(
+        ValueError, match=f"argument `{argument}`.*{pattern} matches none"
+    ):
+        apply_weight_decay(model, 0.1, **kwargs)
+    assert all(v.regularizer is None for v in model.trainable_variables)
+
+
+def test_a_shadowed_pattern_is_not_an_error():
+    model = _cnn()
+    report = apply_weight_decay(
+        model, 1.0, decay_mult={"conv*": 3.0, "conv1": 0.5}
+    )
+    assert report[model.get_layer("conv1").kernel.path].multiplier == 3.0
+
+
+def test_a_model_without_trainable_variables_is_an_error():
+    model = _cnn()
+    model.trainable = False
+    with pytest.raises(ValueError, match="a model with trainable variables"):
+        apply_weight_decay(model, 0.1)
+    empty = keras.Sequential([keras.Input((4,)), keras.layers.Flatten()])
+    with pytest.raises(ValueError, match="Received: model=<Sequential"):
+        apply_weight_decay(empty, 0.1)
+
+
+def _rnn_model(cell):
+    inputs = keras.Input((5, 3))
+    h = keras.layers.Bidirectional(cell(4, name="inner"), name="bi")(inputs)
+    h = keras.layers.Reshape((2, 4))(h)
+    h = cell(3, name="rnn")(h)
+    outputs = keras.layers.Dense(2, name="head")(h)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize("cell", [keras.layers.LSTM, keras.layers.GRU])
+def test_rnn_decay_is_saved_without_a_warning(cell, tmp_path):
+    model = _rnn_model(cell)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = apply_weight_decay(model, 0.1, decay_mult={"bi": 0.5})
+    assert all("not saved" not in row.note for row in report)
+    rates = {row.path: row.rate for row in report}
+    kernels = [
+        v for v in model.trainable_variables if v.path.endswith("kernel")
+    ]
+    # Kernel and recurrent kernel of three cells (two directions and rnn),
+    # and the head's kernel.
+    assert len(kernels) == 2 * 3 + 1
+    for v in kernels:
+        expected = 0.05 if v.path.startswith("bi/") else 0.1
+        assert rates[v.path] == pytest.approx(expected, rel=1e-12)
+    expected = _expected_penalty(model, rates)
+    assert _total_penalty(model) == pytest.approx(expected, rel=1e-6)
+
+    path = os.path.join(tmp_path, "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert _total_penalty(loaded) == pytest.approx(expected, rel=1e-6)
+    # Same order (Keras 3.15 drops the "bi/" prefix of the paths on loading,
+    # keras-team/keras#23251).
+    for a, b in zip(model.trainable_variables, loaded.trainable_variables):
+        assert a.shape == b.shape
+        if a.regularizer is None:
+            assert b.regularizer is None
+        else:
+            assert b.regularizer.get_config() == a.regularizer.get_config()
+
+
+def test_rnn_inside_a_subclassed_model_warns_not_saved():
+    class Net(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.rnn = keras.layers.LSTM(3, name="rnn")
+
+        def call(self, x):
+            return self.rnn(x)
+
+    model = Net()
+    model(np.zeros((1, 5, 2), "float32"))
+    with pytest.warns(UserWarning, match="will not keep it"):
+        report = apply_weight_decay(model, 0.1)
+    assert [row.note for row in report.decayed] == ["not saved"] * 2

@@ -127,6 +127,7 @@ def test_sgd_scheduled_weight_decay_and_one_cycle_match_numpy():
         lambda t: lr_np[t],
         lambda t: mom_np[t],
         wd=ref.linear_ramp(0.1, 0.0, 8),
+        decayed=(True, False),  # decay_exclude="auto": not the bias
     )
     _check(model, update, total, initial)
 
@@ -146,7 +147,8 @@ KERAS_EQUIVALENTS = [
 
 @pytest.mark.parametrize("name, kwargs", KERAS_EQUIVALENTS)
 def test_float_hyperparameters_train_as_keras(name, kwargs):
-    ours = _model(getattr(optimizers, name)(0.01, **kwargs))
+    # decay_exclude=None: Keras' rule (every variable decayed).
+    ours = _model(getattr(optimizers, name)(0.01, decay_exclude=None, **kwargs))
     theirs = _model(getattr(keras.optimizers, name)(0.01, **kwargs))
     _fit(ours)
     _fit(theirs)
@@ -154,7 +156,11 @@ def test_float_hyperparameters_train_as_keras(name, kwargs):
     for a, b in zip(ours.get_weights(), theirs.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     config = ours.optimizer.get_config()
-    assert config == theirs.optimizer.get_config() | {"name": config["name"]}
+    groups = {"decay_exclude": None, "decay_mult": None, "lr_mult": None}
+    groups["decay_groups"] = config["decay_groups"]
+    assert config == theirs.optimizer.get_config() | groups | {
+        "name": config["name"]
+    }
 
 
 def test_schedule_values_outside_the_range_are_clipped():
@@ -234,7 +240,12 @@ def test_mixed_precision_loss_scale_optimizer():
     assert int(model.optimizer.iterations) == 4
     # float16 forward pass: compared with float64 at rtol 2e-3.
     expected = ref.train(
-        ref.sgd(ref.constant(0.1), RAMP_NP, wd=ref.constant(0.01)),
+        ref.sgd(
+            ref.constant(0.1),
+            RAMP_NP,
+            wd=ref.constant(0.01),
+            decayed=(True, False),  # decay_exclude="auto": not the bias
+        ),
         initial,
         4,
     )
@@ -253,7 +264,9 @@ def test_mirrored_strategy_matches_numpy():
         model = _model(optimizers.SGD(0.1, momentum=RAMP, weight_decay=RAMP))
     initial = model.get_weights()
     _fit(model, epochs=3)
-    update = ref.sgd(ref.constant(0.1), RAMP_NP, wd=RAMP_NP)
+    update = ref.sgd(
+        ref.constant(0.1), RAMP_NP, wd=RAMP_NP, decayed=(True, False)
+    )
     _check(model, update, 6, initial)
     assert TRACES[0] <= 2  # one per replica
 
@@ -271,7 +284,9 @@ def test_jax_data_parallel_matches_numpy():
         _fit(model, epochs=3)
     finally:
         keras.distribution.set_distribution(None)
-    update = ref.adam(ref.constant(0.01), RAMP_NP, wd=RAMP_NP)
+    update = ref.adam(
+        ref.constant(0.01), RAMP_NP, wd=RAMP_NP, decayed=(True, False)
+    )
     _check(model, update, 6, initial)
 
 

@@ -39,6 +39,7 @@ schedules), so a `.keras` checkpoint taken at any batch resumes exactly.
 import keras
 from keras import ops
 
+from keras_decay.optimizers._groups import DecayGroups
 from keras_decay.optimizers._scheduled import ScheduledHyperparameters
 from keras_decay.optimizers._scheduled import _slots
 from keras_decay.optimizers._scheduled import current_hyperparameters
@@ -61,7 +62,7 @@ _BETA_1 = ("beta_1", "weight_decay")
 
 
 @_register
-class SGD(ScheduledHyperparameters, keras.optimizers.SGD):
+class SGD(DecayGroups, ScheduledHyperparameters, keras.optimizers.SGD):
     """`keras.optimizers.SGD` with a schedulable momentum and weight decay.
 
     The update of step `t`, with `m_t = momentum(t)`, `lr_t =
@@ -131,7 +132,7 @@ class SGD(ScheduledHyperparameters, keras.optimizers.SGD):
 
 
 @_register
-class RMSprop(ScheduledHyperparameters, keras.optimizers.RMSprop):
+class RMSprop(DecayGroups, ScheduledHyperparameters, keras.optimizers.RMSprop):
     """`keras.optimizers.RMSprop` with a schedulable momentum, weight decay.
 
     The update of step `t`, with `m_t = momentum(t)`:
@@ -247,7 +248,7 @@ def _beta_1_doc(keras_name, formula, extra=""):
 
 
 @_register
-class Adam(ScheduledHyperparameters, keras.optimizers.Adam):
+class Adam(DecayGroups, ScheduledHyperparameters, keras.optimizers.Adam):
     __doc__ = _beta_1_doc(
         "Adam",
         "m = m + (g - m) * (1 - beta_1)\n"
@@ -258,7 +259,7 @@ class Adam(ScheduledHyperparameters, keras.optimizers.Adam):
 
 
 @_register
-class AdamW(ScheduledHyperparameters, keras.optimizers.AdamW):
+class AdamW(DecayGroups, ScheduledHyperparameters, keras.optimizers.AdamW):
     __doc__ = _beta_1_doc(
         "AdamW",
         "w = w - lr_t * wd_t * w\n    (then Adam's update)",
@@ -268,7 +269,7 @@ class AdamW(ScheduledHyperparameters, keras.optimizers.AdamW):
 
 
 @_register
-class Nadam(ScheduledHyperparameters, keras.optimizers.Nadam):
+class Nadam(DecayGroups, ScheduledHyperparameters, keras.optimizers.Nadam):
     __doc__ = _beta_1_doc(
         "Nadam",
         "u_t = beta_1 * (1 - 0.5 * 0.96 ** (t + 1))  # Keras' Nadam",
@@ -292,7 +293,7 @@ class Nadam(ScheduledHyperparameters, keras.optimizers.Nadam):
 
 
 @_register
-class Adamax(ScheduledHyperparameters, keras.optimizers.Adamax):
+class Adamax(DecayGroups, ScheduledHyperparameters, keras.optimizers.Adamax):
     __doc__ = _beta_1_doc(
         "Adamax",
         "m = m + (g - m) * (1 - beta_1)\n"
@@ -302,7 +303,7 @@ class Adamax(ScheduledHyperparameters, keras.optimizers.Adamax):
 
 
 @_register
-class Lion(ScheduledHyperparameters, keras.optimizers.Lion):
+class Lion(DecayGroups, ScheduledHyperparameters, keras.optimizers.Lion):
     __doc__ = _beta_1_doc(
         "Lion",
         "w = w - lr_t * sign(beta_1 * m + (1 - beta_1) * g)\n"

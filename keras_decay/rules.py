@@ -1,0 +1,287 @@
+"""Rules for choosing the weight-decay coefficient λ.
+
+Weight decay shrinks every decayed weight by a constant factor each step, so
+a weight is an exponential moving average of its updates whose timescale,
+in steps, is
+
+    tau = 1 / (lr * wd)                     # decoupled: w <- w - lr*wd*w
+    tau = (1 - momentum) / (lr * wd)        # coupled L2 under SGD + momentum
+
+(Wang & Aitchison, "How to set AdamW's weight decay as you scale model and
+dataset size", ICML 2025). τ is what to keep fixed, as a fraction of the
+training length, when the learning rate or the number of steps changes: a
+λ copied from a paper with another learning rate or schedule length forgets
+at another pace.
+
+`timescale` gives τ, `weight_decay_for_timescale` its inverse,
+`scale_weight_decay` carries a λ over to another learning rate or training
+length, and `optimizer_timescale` reads τ off an optimizer (and a model
+with weight-decay regularizers).
+"""
+
+import keras
+
+from keras_decay._validation import _fail
+from keras_decay._validation import check_bool
+from keras_decay._validation import check_float
+from keras_decay._validation import check_optional
+from keras_decay._validation import check_positive_float
+from keras_decay.regularizers import ElasticDecay
+from keras_decay.regularizers import WeightDecay
+
+__all__ = [
+    "optimizer_timescale",
+    "scale_weight_decay",
+    "timescale",
+    "weight_decay_for_timescale",
+]
+
+
+def _check_momentum(momentum):
+    return check_float(
+        momentum,
+        "momentum",
+        low=0.0,
+        high=1.0,
+        high_inclusive=False,
+        expected="a float in [0, 1)",
+    )
+
+
+def _rate_factor(momentum, decoupled):
+    """The factor `f` in `tau = f / (lr * wd)`."""
+    momentum = _check_momentum(momentum)
+    decoupled = check_bool(decoupled, "decoupled")
+    return 1.0 if decoupled else 1.0 - momentum
+
+
+def timescale(learning_rate, weight_decay, *, momentum=0.0, decoupled=True):
+    """The number of steps over which weight decay forgets.
+
+    Computed as:
+    `tau = 1 / (learning_rate * weight_decay)` when `decoupled`, and
+    `tau = (1 - momentum) / (learning_rate * weight_decay)` for coupled L2
+    (`WeightDecay(weight_decay)`, gradient `weight_decay * w`) under SGD
+    with momentum, whose effective step is `learning_rate / (1 - momentum)`.
+
+    After `tau` steps without gradient, a decayed weight has shrunk by
+    `(1 - 1 / tau) ** tau ≈ exp(-1)`. Decoupled decay (`AdamW`,
+    `weight_decay=` of a Keras optimizer) does not pass through the
+    momentum buffer, so `momentum` does not change its `tau`.
+
+    Args:
+        learning_rate: Float > 0. The learning rate (of the step considered,
+            for a schedule).
+        weight_decay: Float > 0. The weight-decay coefficient: the
+            optimizer's `weight_decay` when `decoupled`, else the gradient
+            coefficient of the L2 penalty (`WeightDecay.rate /
+            num_examples`; `2 * l2` for `keras.regularizers.L2(l2)`).
+        momentum: Float in [0, 1). SGD's momentum, for coupled decay.
+            Defaults to 0.
+        decoupled: Bool. Whether the decay is decoupled from the gradient.
+            Defaults to `True`.
+
+    Returns:
+        `tau`, a float, in steps.
+
+    Example:
+
+    >>> timescale(1e-3, 0.1)  # AdamW(1e-3, weight_decay=0.1)
+    10000.0
+    >>> timescale(0.1, 5e-4, momentum=0.5, decoupled=False)  # SGD + L2
+    10000.0
+    """
+    learning_rate = check_positive_float(learning_rate, "learning_rate")
+    weight_decay = check_positive_float(weight_decay, "weight_decay")
+    return _rate_factor(momentum, decoupled) / (learning_rate * weight_decay)
+
+
+def weight_decay_for_timescale(
+    tau_steps, learning_rate, *, momentum=0.0, decoupled=True
+):
+    """The weight decay that forgets over `tau_steps` steps.
+
+    The inverse of `timescale`:
+    `weight_decay = 1 / (learning_rate * tau_steps)` when `decoupled`, and
+    `weight_decay = (1 - momentum) / (learning_rate * tau_steps)` for
+    coupled L2 under SGD with momentum.
+
+    Wang & Aitchison find the best `tau_steps` to be a roughly constant
+    fraction of the training length (of the order of the whole run), so a
+    start is `tau_steps = total_steps`.
+
+    Args:
+        tau_steps: Float > 0. The timescale wanted, in steps.
+        learning_rate: Float > 0. The learning rate.
+        momentum: Float in [0, 1). SGD's momentum, for coupled decay.
+            Defaults to 0.
+        decoupled: Bool. Whether the decay is decoupled from the gradient.
+            Defaults to `True`.
+
+    Returns:
+        The weight-decay coefficient, a float.
+
+    Example:
+
+    >>> weight_decay_for_timescale(10_000, 1e-3)
+    0.1
+    """
+    tau_steps = check_positive_float(tau_steps, "tau_steps")
+    learning_rate = check_positive_float(learning_rate, "learning_rate")
+    return _rate_factor(momentum, decoupled) / (learning_rate * tau_steps)
+
+
+def scale_weight_decay(
+    weight_decay, *, from_lr, to_lr, from_steps=None, to_steps=None
+):
+    """Carries a weight decay over to another learning rate or run length.
+
+    Keeps the timescale `tau` a fixed fraction of training, `tau / steps`,
+    which gives:
+    `new_weight_decay = weight_decay * (from_lr / to_lr) *
+    (from_steps / to_steps)`,
+    with the steps factor 1 when `from_steps` and `to_steps` are `None`
+    (then `lr * weight_decay` is kept). It holds for decoupled decay and for
+    coupled L2 under SGD with an unchanged momentum (the `1 - momentum`
+    factor cancels).
+
+    Args:
+        weight_decay: Float >= 0. The weight decay that worked.
+        from_lr: Float > 0. The learning rate it worked with.
+        to_lr: Float > 0. The new learning rate.
+        from_steps: Optional float > 0. The training length it worked with,
+            in steps (or epochs: only the ratio counts).
+        to_steps: Optional float > 0. The new training length; given
+            together with `from_steps`.
+
+    Returns:
+        The new weight decay, a float.
+
+    Example:
+
+    >>> # A paper's AdamW(1e-3, weight_decay=0.05) over 100k steps, rerun
+    >>> # at lr 4e-3 for 50k steps:
+    >>> scale_weight_decay(0.05, from_lr=1e-3, to_lr=4e-3,
+    ...                    from_steps=100_000, to_steps=50_000)
+    0.025
+    """
+    weight_decay = check_float(
+        weight_decay, "weight_decay", low=0.0, expected="a float >= 0"
+    )
+    from_lr = check_positive_float(from_lr, "from_lr")
+    to_lr = check_positive_float(to_lr, "to_lr")
+    from_steps = check_optional(check_positive_float, from_steps, "from_steps")
+    to_steps = check_optional(check_positive_float, to_steps, "to_steps")
+    if (from_steps is None) != (to_steps is None):
+        name, value = (
+            ("to_steps", to_steps)
+            if from_steps is not None
+            else ("from_steps", from_steps)
+        )
+        _fail(
+            ValueError,
+            name,
+            "a float > 0 when the other of from_steps/to_steps is given",
+            value,
+        )
+    ratio = 1.0 if from_steps is None else from_steps / to_steps
+    return weight_decay * (from_lr / to_lr) * ratio
+
+
+def optimizer_timescale(optimizer, model=None):
+    """The weight-decay timescale of an optimizer at its current step.
+
+    Computed as `tau = 1 / (lr * (wd + l2 / (1 - momentum)))` where `lr` is
+    the current learning rate, `wd` the optimizer's decoupled
+    `weight_decay` (0 if `None`) and `l2` the largest L2 gradient
+    coefficient among the regularizers of `model`'s trainable variables:
+    `WeightDecay.rate / num_examples`, `ElasticDecay.l2 / num_examples`,
+    `2 * l2` of `keras.regularizers.L2` and `L1L2`. The two decays add up:
+    per step a weight shrinks by `lr * wd` (decoupled) plus
+    `lr * l2 / (1 - momentum)` (coupled, through SGD's momentum).
+
+    The coupled part counts only under SGD (`keras.optimizers.SGD` and its
+    subclasses): an adaptive optimizer (Adam, RMSprop, ...) divides the L2
+    gradient by its running gradient scale, so coupled L2 has no fixed
+    timescale there. Schedules (`learning_rate`, `weight_decay`, `momentum`)
+    are read at `optimizer.iterations`. A `LossScaleOptimizer` is looked
+    through. Per-group multipliers (`decay_mult`, `lr_mult`) are not
+    applied: `tau` is that of a variable with multipliers 1.
+
+    Args:
+        optimizer: A Keras optimizer.
+        model: Optional `keras.Model` whose regularizers count as coupled
+            decay.
+
+    Returns:
+        `tau` in steps (a float), or `None` when there is no weight decay
+        (or only coupled decay under an adaptive optimizer).
+
+    Example:
+
+    >>> opt = keras.optimizers.AdamW(1e-3, weight_decay=0.1)
+    >>> round(optimizer_timescale(opt))  # lr is a float32 variable
+    10000
+    """
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer = optimizer.inner_optimizer
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        _fail(TypeError, "optimizer", "a keras.optimizers.Optimizer", optimizer)
+    if model is not None and not isinstance(model, keras.Model):
+        _fail(TypeError, "model", "a keras.Model or None", model)
+    current = _current_hyperparameters(optimizer)
+    learning_rate = current["learning_rate"]
+    rate = current.get("weight_decay") or 0.0
+    if model is not None and isinstance(optimizer, keras.optimizers.SGD):
+        l2 = max(
+            (_l2_coefficient(v.regularizer) for v in model.trainable_variables),
+            default=0.0,
+        )
+        rate += l2 / (1.0 - (current.get("momentum") or 0.0))
+    if rate <= 0.0 or learning_rate <= 0.0:
+        return None
+    return 1.0 / (learning_rate * rate)
+
+
+def _current_hyperparameters(optimizer):
+    """`learning_rate`, `weight_decay` and `momentum` now, as floats.
+
+    Uses `optimizer.current_hyperparameters()` where the optimizer has one
+    (`keras_decay.optimizers`), else the attributes, evaluating schedules at
+    `optimizer.iterations`.
+    """
+    values = {}
+    current = getattr(optimizer, "current_hyperparameters", None)
+    if callable(current):
+        values.update(current())
+    values.setdefault("learning_rate", optimizer.learning_rate)
+    for name in ("weight_decay", "momentum"):
+        values.setdefault(name, getattr(optimizer, name, None))
+    return {
+        name: _as_float(value, optimizer.iterations)
+        for name, value in values.items()
+        if name in ("learning_rate", "weight_decay", "momentum")
+    }
+
+
+def _as_float(value, iterations):
+    if value is None:
+        return None
+    if isinstance(value, keras.optimizers.schedules.LearningRateSchedule):
+        value = value(iterations)
+    elif callable(value) and not isinstance(value, keras.Variable):
+        value = value()
+    return float(keras.ops.convert_to_numpy(value))
+
+
+def _l2_coefficient(regularizer):
+    """The gradient coefficient `c` of `regularizer`'s L2 part (`c * w`)."""
+    if isinstance(regularizer, WeightDecay):
+        return regularizer.rate / regularizer._divisor
+    if isinstance(regularizer, ElasticDecay):
+        return regularizer.l2 / regularizer._divisor
+    if isinstance(
+        regularizer, (keras.regularizers.L2, keras.regularizers.L1L2)
+    ):
+        return 2.0 * float(regularizer.l2)
+    return 0.0
