@@ -5,6 +5,7 @@ import warnings
 
 import keras
 
+from keras_decay import _keras_compat
 from keras_decay._validation import _fail
 from keras_decay._validation import check_bool
 from keras_decay._validation import check_choice
@@ -294,7 +295,7 @@ def _owned_trainable_variables(model):
     seen = set()
 
     def walk(layer, rebuilt):
-        children = layer._flatten_layers(include_self=False, recursive=False)
+        children = _keras_compat.child_layers(layer)
         children_rebuilt = rebuilt and _rebuilds_children(layer)
         for child in children:
             yield from walk(child, children_rebuilt)
@@ -309,7 +310,7 @@ def _owned_trainable_variables(model):
 def _rebuilds_children(layer):
     """Whether deserializing `layer` re-creates its children from config."""
     return isinstance(layer, keras.Sequential) or (
-        type(layer).__name__ == "Functional"
+        _keras_compat.is_functional(layer)
     )
 
 

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_decay import _keras_compat
 from keras_decay._config import deserialize_nested
 
 
@@ -81,10 +82,9 @@ class DropRateScheduler(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         if self._update is None:
             self.on_train_begin()
-        if hasattr(self.model, "jax_state_sync"):
-            # JAX keeps the state outside the variables during `fit`: bring
-            # it back so that the assignment below reaches the next step.
-            self.model.jax_state_sync()
+        # JAX keeps the state outside the variables during `fit`: bring
+        # it back so that the assignment below reaches the next step.
+        _keras_compat.sync_jax_state(self.model)
         rate = float(ops.convert_to_numpy(self._update()))
         if not 0.0 <= rate < 1.0:
             step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
