@@ -30,15 +30,27 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "tensorflow_only: needs the TensorFlow backend"
     )
+    config.addinivalue_line(
+        "markers",
+        "backends(*names): runs only on these Keras backends "
+        "(tensorflow, jax, torch); the test says why next to the marker",
+    )
 
 
 def pytest_collection_modifyitems(config, items):
-    if keras.backend.backend() == "tensorflow":
-        return
-    skip = pytest.mark.skip(reason="needs the TensorFlow backend")
+    backend = keras.backend.backend()
     for item in items:
-        if "tensorflow_only" in item.keywords:
-            item.add_marker(skip)
+        if "tensorflow_only" in item.keywords and backend != "tensorflow":
+            item.add_marker(
+                pytest.mark.skip(reason="needs the TensorFlow backend")
+            )
+        marker = item.get_closest_marker("backends")
+        if marker is not None and backend not in marker.args:
+            item.add_marker(
+                pytest.mark.skip(
+                    reason=f"runs on {', '.join(marker.args)}, not on {backend}"
+                )
+            )
 
 
 @pytest.fixture(autouse=True)
