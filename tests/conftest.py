@@ -35,6 +35,19 @@ def pytest_configure(config):
         "backends(*names): runs only on these Keras backends "
         "(tensorflow, jax, torch); the test says why next to the marker",
     )
+    config.addinivalue_line(
+        "markers",
+        "jit_compile: fits with jit_compile=True; skipped on PyTorch, where "
+        "that is torch.compile (minutes of C++ compilation on CPU)",
+    )
+
+
+def _compiles_with_torch(item):
+    """Whether the test fits with `jit_compile=True` (marker or parameter)."""
+    if "jit_compile" in item.keywords:
+        return True
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return any(params.get(name) is True for name in ("jit", "jit_compile"))
 
 
 def pytest_collection_modifyitems(config, items):
@@ -43,6 +56,14 @@ def pytest_collection_modifyitems(config, items):
         if "tensorflow_only" in item.keywords and backend != "tensorflow":
             item.add_marker(
                 pytest.mark.skip(reason="needs the TensorFlow backend")
+            )
+        if backend == "torch" and _compiles_with_torch(item):
+            item.add_marker(
+                pytest.mark.skip(
+                    reason="jit_compile=True is torch.compile on PyTorch "
+                    "(minutes of C++ compilation on CPU); the eager step "
+                    "is tested"
+                )
             )
         marker = item.get_closest_marker("backends")
         if marker is not None and backend not in marker.args:

@@ -186,6 +186,7 @@ def test_keras_model_save_load_continues_at_same_step(schedule, tmp_path):
     )
 
 
+@pytest.mark.jit_compile
 def test_schedule_inside_jit_compiled_fit_matches_formula():
     schedule = schedules.ExponentialDecay(0.1, 3, 0.5)
     x = np.ones((4, 1), "float32")
