@@ -96,11 +96,16 @@ def np_ratio(now, last):
     return np.linalg.norm(now - last) / denominator
 
 
-def test_epoch_logs_match_numpy(tmp_path):
-    x, y = make_data()
+# d=13108: a 13108 x 5 kernel, more than the 65,536 entries up to which
+# variables are reduced together in one flat vector: reduced on its own.
+@pytest.mark.parametrize("d", [6, 13108], ids=["small", "large_kernel"])
+def test_epoch_logs_match_numpy(tmp_path, d):
+    x, y = make_data(d=d)
+    scale = np.sqrt(d / 6.0)  # The same scale of output and loss for any d.
+    x, y = x / scale, y / scale
     x[:, :3] = 0.0  # Kernel rows 0-2 then only decay: they stay tiny.
     rate = 0.01
-    model = make_model(regularizer=WeightDecay(rate))
+    model = make_model(d=d, regularizer=WeightDecay(rate))
     # Make part of a kernel tiny so that sparsity is neither 0 nor 1.
     kernel = model.layers[0].kernel
     value = ops.convert_to_numpy(kernel).copy()

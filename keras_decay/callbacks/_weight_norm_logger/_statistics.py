@@ -1,11 +1,14 @@
 """The logger's statistics: one compiled function per backend, keyed by tag.
 
-`statistics_core` is written with `keras.ops` and returns an ordered
-`{tag: scalar}` dict; `Statistics` compiles it once per backend (a
-`tf.function` on TensorFlow, `jax.jit` on JAX, eager `torch.no_grad()` on
-PyTorch, where `torch.compile` would take longer to trace than the logs it
-saves), stacks the scalars into one vector fetched to the host in one
-transfer, and hands back `{tag: float}` in the order the core wrote it.
+`Statistics.core` is written with `keras.ops`. Variables of at most
+`SMALL_SIZE` entries are flattened into one vector and reduced together
+with segment sums (a constant number of operations however many there are:
+the first log of a model with 1,000 small variables traces in seconds);
+larger ones are reduced one by one. The backend class compiles the core
+once (a `tf.function` on TensorFlow, `jax.jit` on JAX, eager
+`torch.no_grad()` on PyTorch, where `torch.compile` would take longer to
+trace than the logs it saves); the result is one float32 vector fetched to
+the host in one transfer, and `layout()` names every entry by its tag.
 """
 
 import keras
@@ -15,70 +18,7 @@ from keras import ops
 NORM_PREFIX = {"l2": "weight_norm", "l1": "weight_l1", "max": "weight_max"}
 SPARSITY_THRESHOLD = 1e-3
 HISTOGRAM_BUCKETS = 30
-
-
-def statistics_core(
-    variables, paths, weights, lasts, last_squares, hypers, options
-):
-    """Every statistic of one log, in `keras.ops`.
-
-    Args:
-        variables: The Keras variables (their `regularizer` is read).
-        paths: Their unique tag suffixes.
-        weights: Their current values (backend tensors).
-        lasts: Their values at the previous log.
-        last_squares: 1-D tensor, `sum(w_last**2)` per variable.
-        hypers: `{tag: float32 scalar}` passed through (optimizer values).
-        options: `(norms, histograms)`.
-
-    Returns:
-        `(stats, histograms, squares)`: `{tag: float32 scalar}`,
-        `{path: [low, high, count_1, ..., count_30]}` and the new
-        `sum(w**2)` per variable.
-    """
-    norms, with_histograms = options
-    stats, histograms, squares, penalties = {}, {}, [], []
-    for i, (variable, path, raw, last) in enumerate(
-        zip(variables, paths, weights, lasts)
-    ):
-        w = ops.cast(raw, "float32")
-        abs_w = ops.abs(w)
-        square = ops.sum(ops.square(w))
-        by_norm = {
-            "l2": lambda: ops.sqrt(square),
-            "l1": lambda: ops.sum(abs_w),
-            "max": lambda: ops.max(abs_w),
-        }
-        for norm in norms:
-            stats[f"{NORM_PREFIX[norm]}/{path}"] = by_norm[norm]()
-        # ||w_last||**2 was computed at the previous log: one pass less.
-        last_square = last_squares[i]
-        change = ops.sqrt(ops.sum(ops.square(w - ops.cast(last, "float32"))))
-        positive = last_square > 0
-        stats[f"update_ratio/{path}"] = ops.where(
-            positive,
-            change / ops.sqrt(ops.where(positive, last_square, 1.0)),
-            0.0,
-        )
-        stats[f"sparsity/{path}"] = ops.mean(
-            ops.cast(abs_w < SPARSITY_THRESHOLD, "float32")
-        )
-        finite = ops.isfinite(w)
-        nonfinite = ops.sum(ops.cast(ops.logical_not(finite), "float32"))
-        stats[f"nonfinite/{path}"] = nonfinite
-        if with_histograms:
-            histograms[path] = _histogram(w, finite, nonfinite)
-        regularizer = getattr(variable, "regularizer", None)
-        if regularizer is not None:
-            penalties.append(ops.cast(regularizer(raw), "float32"))
-        squares.append(square)
-    stacked_squares = ops.stack(squares) if squares else ops.zeros([0])
-    stats["weight_norm/global"] = ops.sqrt(ops.sum(stacked_squares))
-    stats["regularization/loss"] = (
-        ops.sum(ops.stack(penalties)) if penalties else ops.zeros([])
-    )
-    stats.update(hypers)
-    return stats, histograms, stacked_squares
+SMALL_SIZE = 1 << 16
 
 
 def _histogram(w, finite, nonfinite):
@@ -106,10 +46,20 @@ def _histogram(w, finite, nonfinite):
 class Statistics:
     """Compiled statistics of a fixed list of variables, with snapshots.
 
-    Keeps one copy of each variable (its value at the previous log) and
-    `sum(w_last**2)` per variable. `reset()` takes the snapshot now;
-    `compute(hypers)` returns `({tag: float}, {path: ndarray})` and moves
-    the snapshot to the current values.
+    Keeps one copy of the variables (their values at the previous log).
+    `reset()` takes the snapshot now; `compute(hypers)` returns
+    `({tag: float}, {path: ndarray})` and moves the snapshot to the current
+    values. Per variable (tags `<column>/<path>`):
+
+    ```
+    weight_norm = sqrt(sum(w**2)); weight_l1 = sum(abs(w));
+    weight_max = max(abs(w))                       # those in `norms`
+    update_ratio = sqrt(sum((w - w_last)**2)) / sqrt(sum(w_last**2))  # or 0
+    sparsity = mean(abs(w) < 1e-3); nonfinite = sum(!isfinite(w))
+    ```
+
+    then `weight_norm/global`, `regularization/loss` (the variables'
+    regularizers) and the `hyper_tags` values passed to `compute`.
 
     Args:
         variables: List of Keras variables.
@@ -122,26 +72,127 @@ class Statistics:
     def __init__(self, variables, paths, norms, histograms, hyper_tags):
         self.variables = list(variables)
         self.paths = list(paths)
-        self.options = (tuple(norms), bool(histograms))
+        self.histograms = bool(histograms)
         self.hyper_tags = list(hyper_tags)
-        self._layout = None  # (scalar tags, histogram paths), set at trace.
+        self.columns = [NORM_PREFIX[n] for n in norms]
+        self.columns += ["update_ratio", "sparsity", "nonfinite"]
+        sizes = [int(np.prod(v.shape)) for v in self.variables]
+        self.small = [i for i, n in enumerate(sizes) if n <= SMALL_SIZE]
+        self.large = [i for i, n in enumerate(sizes) if n > SMALL_SIZE]
+        self.small_sizes = np.array([sizes[i] for i in self.small], "float32")
+        # Which small variable each entry of the flat vector belongs to.
+        self.segment_ids = np.repeat(
+            np.arange(len(self.small), dtype="int32"),
+            [sizes[i] for i in self.small],
+        )
         self._backend = _BACKENDS[keras.backend.backend()](self)
 
-    def core(self, weights, lasts, last_squares, hypers):
-        """Runs `statistics_core`; returns one float32 vector (and squares)."""
-        stats, histograms, squares = statistics_core(
-            self.variables,
-            self.paths,
-            weights,
-            lasts,
-            last_squares,
-            {tag: hypers[i] for i, tag in enumerate(self.hyper_tags)},
-            self.options,
+    def layout(self):
+        """`(scalar tags, histogram paths)`, in the order of the vector."""
+        order = self.small + self.large
+        tags = [f"{c}/{self.paths[i]}" for i in order for c in self.columns]
+        tags += ["weight_norm/global", "regularization/loss"]
+        tags += self.hyper_tags
+        return tags, self.paths if self.histograms else []
+
+    def snapshot(self, weights):
+        """What the next log compares with: the small ones flat, in float32."""
+        snapshot = [self._flat(weights)] if self.small else []
+        return snapshot + [weights[i] for i in self.large]
+
+    def _flat(self, weights):
+        return ops.concatenate(
+            [
+                ops.reshape(ops.cast(weights[i], "float32"), [-1])
+                for i in self.small
+            ]
         )
-        self._layout = (list(stats), list(histograms))
-        parts = [ops.stack([ops.cast(v, "float32") for v in stats.values()])]
-        parts.extend(histograms.values())
-        return ops.concatenate(parts, axis=0), squares
+
+    def core(self, weights, lasts, segment_ids, hypers):
+        """Every statistic, stacked in `layout()` order; and the new snapshot.
+
+        Args:
+            weights: The variables' current values (backend tensors).
+            lasts: The snapshot of the previous log (see `snapshot`).
+            segment_ids: `self.segment_ids` as a tensor.
+            hypers: 1-D float32 tensor of the `hyper_tags` values.
+        """
+        blocks, squares, snapshot = [], [], []
+        if self.small:
+            flat = self._flat(weights)
+            blocks.append(self._reduce_small(flat, lasts[0], segment_ids))
+            squares.append(ops.sum(ops.square(flat)))
+            snapshot.append(flat)
+            lasts = lasts[1:]
+        for i, last in zip(self.large, lasts):
+            w = ops.cast(weights[i], "float32")
+            block, square = self._reduce_one(w, ops.cast(last, "float32"))
+            blocks.append(block)
+            squares.append(square)
+            snapshot.append(weights[i])
+        global_norm = ops.sqrt(ops.sum(ops.stack(squares))) if squares else 0.0
+        penalties = [
+            ops.cast(v.regularizer(w), "float32")
+            for v, w in zip(self.variables, weights)
+            if getattr(v, "regularizer", None) is not None
+        ]
+        penalty = ops.sum(ops.stack(penalties)) if penalties else 0.0
+        blocks.append(ops.stack([global_norm, penalty]))
+        blocks.append(ops.cast(ops.reshape(hypers, [-1]), "float32"))
+        if self.histograms:
+            for w in weights:
+                w = ops.cast(w, "float32")
+                finite = ops.isfinite(w)
+                nonfinite = ops.sum(
+                    ops.cast(ops.logical_not(finite), "float32")
+                )
+                blocks.append(_histogram(w, finite, nonfinite))
+        return ops.concatenate(blocks, axis=0), snapshot
+
+    def _columns(self, sums, maxima, sizes):
+        """The `[k, len(columns)]` block from the per-variable reductions."""
+        square, l1, change, last_square, tiny, nonfinite = sums
+        positive = last_square > 0
+        values = {
+            "weight_norm": ops.sqrt(square),
+            "weight_l1": l1,
+            "weight_max": maxima,
+            "update_ratio": ops.where(
+                positive,
+                ops.sqrt(change)
+                / ops.sqrt(ops.where(positive, last_square, 1.0)),
+                0.0,
+            ),
+            "sparsity": tiny / sizes,
+            "nonfinite": nonfinite,
+        }
+        return [values[c] for c in self.columns]
+
+    def _terms(self, w, last):
+        abs_w = ops.abs(w)
+        terms = [
+            ops.square(w),
+            abs_w,
+            ops.square(w - last),
+            ops.square(last),
+            ops.cast(abs_w < SPARSITY_THRESHOLD, "float32"),
+            ops.cast(ops.logical_not(ops.isfinite(w)), "float32"),
+        ]
+        return terms, abs_w
+
+    def _reduce_small(self, flat, last, segment_ids):
+        k = len(self.small)
+        terms, abs_w = self._terms(flat, last)
+        sums = [ops.segment_sum(t, segment_ids, num_segments=k) for t in terms]
+        maxima = ops.segment_max(abs_w, segment_ids, num_segments=k)
+        columns = self._columns(sums, maxima, self.small_sizes)
+        return ops.reshape(ops.stack(columns, axis=1), [-1])
+
+    def _reduce_one(self, w, last):
+        terms, abs_w = self._terms(w, last)
+        sums = [ops.sum(t) for t in terms]
+        size = float(np.prod(w.shape))
+        return ops.stack(self._columns(sums, ops.max(abs_w), size)), sums[0]
 
     def reset(self):
         self._backend.reset()
@@ -150,7 +201,7 @@ class Statistics:
         if isinstance(hypers, (list, tuple)):  # Python floats
             hypers = np.asarray(hypers, "float32").reshape([len(hypers)])
         vector = self._backend.compute(hypers)  # The one transfer.
-        tags, histogram_paths = self._layout
+        tags, histogram_paths = self.layout()
         n = len(tags)
         scalars = dict(zip(tags, vector[:n].tolist()))
         rows = vector[n:].reshape(len(histogram_paths), HISTOGRAM_BUCKETS + 2)
@@ -166,18 +217,23 @@ class _TensorFlow:
         self.owner = owner
         # Plain (not mirrored) variables: one copy, not one per replica.
         with tf.init_scope():
+            shapes = [(len(owner.segment_ids),)] if owner.small else []
+            dtypes = ["float32"] if owner.small else []
+            for i in owner.large:
+                shapes.append(tuple(owner.variables[i].shape))
+                dtypes.append(owner.variables[i].dtype)
             self.snapshots = [
                 tf.Variable(
-                    tf.zeros(v.shape, v.dtype),
+                    tf.zeros(shape, dtype),
                     trainable=False,
                     name="weight_norm_logger_snapshot",
                 )
-                for v in owner.variables
+                for shape, dtype in zip(shapes, dtypes)
             ]
-            self.squares = tf.Variable(
-                tf.zeros([len(owner.variables)]), trainable=False
+            # A variable, not a graph constant: it may be large.
+            self.segment_ids = tf.Variable(
+                owner.segment_ids, trainable=False, name="segment_ids"
             )
-        self._reset = tf.function(self._reset_fn, autograph=False)
         self._compute = tf.function(self._compute_fn, autograph=False)
 
     def _weights(self):
@@ -185,75 +241,56 @@ class _TensorFlow:
 
         return [tf.convert_to_tensor(v.value) for v in self.owner.variables]
 
-    def _reset_fn(self):
-        import tensorflow as tf
-
-        weights = self._weights()
-        for snapshot, w in zip(self.snapshots, weights):
-            snapshot.assign(w)
-        squares = [
-            tf.reduce_sum(tf.square(tf.cast(w, "float32"))) for w in weights
-        ]
-        if squares:
-            self.squares.assign(tf.stack(squares))
-
     def _compute_fn(self, hypers):
         import tensorflow as tf
 
-        weights = self._weights()
         lasts = [s.read_value() for s in self.snapshots]
-        vector, squares = self.owner.core(
-            weights, lasts, self.squares.read_value(), hypers
+        vector, snapshot = self.owner.core(
+            self._weights(), lasts, self.segment_ids.read_value(), hypers
         )
         # Automatic control dependencies run these after the reads above.
-        for snapshot, w in zip(self.snapshots, weights):
-            snapshot.assign(w)
-        self.squares.assign(squares)
+        for variable, value in zip(self.snapshots, snapshot):
+            variable.assign(value)
         with tf.device("/CPU:0"):
             return tf.identity(vector)
 
     def reset(self):
-        self._reset()
+        # Eager: cheaper than tracing a second function over every variable.
+        snapshot = self.owner.snapshot(self._weights())
+        for variable, value in zip(self.snapshots, snapshot):
+            variable.assign(value)
 
     def compute(self, hypers):
         return self._compute(hypers).numpy()
 
 
 class _JAX:
-    """`jax.jit` of the core; the old snapshots are donated to the new."""
+    """`jax.jit` of the core; the old snapshot is donated to the new one."""
 
     def __init__(self, owner):
         import jax
 
         self.owner = owner
-        self._copy = jax.jit(lambda weights: [w * 1 for w in weights])
-        self._compute = jax.jit(self._compute_fn, donate_argnums=(1, 2))
-        self.snapshots = None
-        self.squares = None
+        self._compute = jax.jit(self._compute_fn, donate_argnums=(1,))
+        self.segment_ids = jax.numpy.asarray(owner.segment_ids)
+        self.lasts = None
 
-    def _compute_fn(self, weights, lasts, last_squares, hypers):
-        vector, squares = self.owner.core(weights, lasts, last_squares, hypers)
+    def _compute_fn(self, weights, lasts, segment_ids, hypers):
+        vector, snapshot = self.owner.core(weights, lasts, segment_ids, hypers)
         # `w * 1`, not `w`: an output that is an input would be the same
         # buffer, which the next train step donates.
-        return vector, [w * 1 for w in weights], squares
+        return vector, [w * 1 for w in snapshot]
 
     def _weights(self):
         return [v.value for v in self.owner.variables]
 
     def reset(self):
-        weights = self._weights()
-        self.snapshots = self._copy(weights)
-        self.squares = (
-            ops.stack(
-                [ops.sum(ops.square(ops.cast(w, "float32"))) for w in weights]
-            )
-            if weights
-            else ops.zeros([0])
-        )
+        # Eager (copies): cheaper than compiling a second function.
+        self.lasts = [ops.copy(w) for w in self.owner.snapshot(self._weights())]
 
     def compute(self, hypers):
-        vector, self.snapshots, self.squares = self._compute(
-            self._weights(), self.snapshots, self.squares, hypers
+        vector, self.lasts = self._compute(
+            self._weights(), self.lasts, self.segment_ids, hypers
         )
         # Under multi-process JAX the vector spans every process: each holds
         # a full (replicated) copy.
@@ -261,12 +298,12 @@ class _JAX:
 
 
 class _Torch:
-    """Eager `keras.ops` under `torch.no_grad()`; snapshots copied in place."""
+    """Eager `keras.ops` under `torch.no_grad()`; snapshots copied."""
 
     def __init__(self, owner):
         self.owner = owner
-        self.snapshots = None
-        self.squares = None
+        self.segment_ids = ops.convert_to_tensor(owner.segment_ids)
+        self.lasts = None
 
     def _weights(self):
         return [v.value.detach() for v in self.owner.variables]
@@ -275,30 +312,23 @@ class _Torch:
         import torch
 
         with torch.no_grad():
-            weights = self._weights()
-            self.snapshots = [w.clone() for w in weights]
-            self.squares = (
-                ops.stack(
-                    [
-                        ops.sum(ops.square(ops.cast(w, "float32")))
-                        for w in weights
-                    ]
-                )
-                if weights
-                else ops.zeros([0])
-            )
+            self.lasts = [
+                w.clone() for w in self.owner.snapshot(self._weights())
+            ]
 
     def compute(self, hypers):
         import torch
 
         with torch.no_grad():
-            weights = self._weights()
-            vector, squares = self.owner.core(
-                weights, self.snapshots, self.squares, hypers
+            vector, snapshot = self.owner.core(
+                self._weights(), self.lasts, self.segment_ids, hypers
             )
-            for snapshot, w in zip(self.snapshots, weights):
-                snapshot.copy_(w)
-            self.squares = squares
+            # The flat vector is new; the large variables are copied in
+            # place (no second copy).
+            small = 1 if self.owner.small else 0
+            for last, w in zip(self.lasts[small:], snapshot[small:]):
+                last.copy_(w)
+            self.lasts[:small] = snapshot[:small]
             return vector.cpu().numpy()
 
 
