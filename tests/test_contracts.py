@@ -203,7 +203,6 @@ SPECS = {
             ),
         ],
         extra_layers=lambda: [layers.ClassicDropout(0.0, seed=1)],
-        tensorflow_only=True,
     ),
     "ExponentialDecay": Spec(
         "schedule",
@@ -330,7 +329,6 @@ SPECS = {
                 "hparams=[1]",
             ),
         ],
-        tensorflow_only=True,
     ),
     "MomentumScheduler": Spec(
         "callback",
