@@ -11,14 +11,30 @@ on a shared machine) of each set is divided by the median without callbacks:
     tb_hist     keras.callbacks.TensorBoard(histogram_freq=1)
 
 Models: a small Sequential CNN and a >= 20M-parameter one (a wide Dense head
-on the same convolutions). Run:
+on the same convolutions).
 
-    python benchmarks/bench_logger.py [--repeats 5]
+Then, without `fit`, on the backend `KERAS_BACKEND` selects:
+
+    one log / floor   one log of a 50M-parameter model divided by one fused
+                      reduction `sum(w**2)` over all its weights, compiled
+                      the same way (the weights must be read at least once)
+    first log         the first log (tracing and compiling) of a model with
+                      1,000 variables
+    memory            growth of the process's resident memory (now, and
+                      peak) across the logger's set-up and first two logs
+                      of the 50M model, divided by the size of its weights
+
+Targets: fit ratios <= 1.02 (epoch) and <= 1.05 (every 10 batches) on the
+small CNN, one log <= 3x the floor, first log <= 3 s, memory <= 1.0x. Run:
+
+    KERAS_BACKEND=jax python benchmarks/bench_logger.py [--repeats 5]
+        [--parts fit,log,trace,memory]
 """
 
 import argparse
 import gc
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -146,12 +162,147 @@ def per_call_costs(name, model, x, y, batch_size, calls, log_root):
     )
 
 
+def fused_reduction(variables):
+    """`sum(w**2)` over all `variables`, compiled as the logger compiles."""
+    backend = keras.backend.backend()
+
+    def total(weights):
+        return keras.ops.sum(
+            keras.ops.stack([keras.ops.sum(w * w) for w in weights])
+        )
+
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        compiled = tf.function(
+            lambda: total([tf.convert_to_tensor(v.value) for v in variables]),
+            autograph=False,
+        )
+        return lambda: float(compiled())
+    if backend == "jax":
+        import jax
+
+        compiled = jax.jit(total)
+        return lambda: float(compiled([v.value for v in variables]))
+    import torch
+
+    def eager():
+        with torch.no_grad():
+            return float(total([v.value for v in variables]))
+
+    return eager
+
+
+def wide_model(units):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((units,)),
+            keras.layers.Dense(units),
+            keras.layers.Dense(1),
+        ]
+    )
+    model.compile(keras.optimizers.SGD(0.01, momentum=0.9), "mse")
+    return model
+
+
+def log_vs_floor(log_root, calls=7):
+    """One log of a 50M-parameter model against one fused reduction."""
+    model = wide_model(7070)  # 7070**2 + 2 * 7070 + 1: 50.0M parameters.
+    logger = WeightNormLogger(os.path.join(log_root, "wide"))
+    logger.set_model(model)
+    logger.on_train_begin()
+    logger.on_epoch_end(0)  # Traces.
+    floor = fused_reduction(model.trainable_variables)
+    floor()
+    logs, floors = [], []
+    for i in range(calls):  # Alternated, so both see the same load.
+        start = time.perf_counter()
+        logger.on_epoch_end(i + 1)
+        logs.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        floor()
+        floors.append(time.perf_counter() - start)
+    logger.on_train_end()
+    log, low = statistics.median(logs), statistics.median(floors)
+    print(
+        f"one log, {model.count_params() / 1e6:.1f}M parameters: "
+        f"{log * 1e3:.0f} ms; fused reduction {low * 1e3:.0f} ms; "
+        f"ratio {log / low:.2f} (target <= 3)"
+    )
+
+
+def first_log_many_variables(log_root, layers=500):
+    """The first log (trace + compile) of a model with 1,000 variables."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((4,))] + [keras.layers.Dense(4) for _ in range(layers)]
+    )
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    logger = WeightNormLogger(os.path.join(log_root, "many"))
+    logger.set_model(model)
+    start = time.perf_counter()
+    logger.on_train_begin()
+    logger.on_epoch_end(0)
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    logger.on_epoch_end(1)
+    later = time.perf_counter() - start
+    logger.on_train_end()
+    print(
+        f"first log, {len(model.trainable_variables)} variables: "
+        f"{first:.2f} s (target <= 3 s); next log {later * 1e3:.0f} ms"
+    )
+
+
+def _rss():
+    """Resident memory now, in bytes (Linux)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory_overhead(log_root):
+    """Resident-memory growth across the logger's set-up and two logs."""
+    model = wide_model(7070)
+    weights = sum(int(np.prod(v.shape)) * 4 for v in model.trainable_variables)
+    fused_reduction(model.trainable_variables)()  # Backend warmed up.
+    gc.collect()
+    now = _rss()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    logger = WeightNormLogger(os.path.join(log_root, "memory"))
+    logger.set_model(model)
+    logger.on_train_begin()
+    logger.on_epoch_end(0)
+    logger.on_epoch_end(1)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    held = _rss() - now
+    logger.on_train_end()
+    print(
+        f"memory, {weights / 2**20:.0f} MiB of weights: resident "
+        f"+{held / 2**20:.0f} MiB ({held / weights:.2f}x, target <= 1.0x); "
+        f"peak +{(after - before) / 2**20:.0f} MiB "
+        f"(above the peak of building the model)"
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--parts", default="fit,log,trace,memory")
     args = parser.parse_args()
+    parts = args.parts.split(",")
+    print(f"backend: {keras.backend.backend()}")
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as log_root:
+        # Memory first: the peak RSS only grows.
+        if "memory" in parts:
+            memory_overhead(log_root)
+        if "trace" in parts:
+            first_log_many_variables(log_root)
+        if "log" in parts:
+            log_vs_floor(log_root)
+        if "fit" not in parts:
+            return
         x = rng.normal(size=(2048, 28, 28, 1)).astype("float32")
         y = rng.normal(size=(2048, 10)).astype("float32")
         small = cnn(64)

@@ -1,9 +1,30 @@
-"""Reading TensorBoard event files back in tests."""
+"""Reading TensorBoard event files back in tests, without TensorFlow.
+
+The records are read with a few lines of `struct` (TensorFlow's record
+format: length, its CRC, data, its CRC) and decoded with TensorBoard's own
+protos, so that a JAX or PyTorch test process never imports TensorFlow.
+"""
 
 import glob
 import os
+import struct
 
-import tensorflow as tf
+from tensorboard.compat.proto import event_pb2
+from tensorboard.util import tensor_util
+
+
+def iter_events(path):
+    """Yields the `Event` protos of one event file; stops at a torn tail."""
+    with open(path, "rb") as f:
+        while True:
+            header = f.read(12)
+            if len(header) < 12:
+                return
+            (length,) = struct.unpack("<Q", header[:8])
+            data = f.read(length)
+            if len(data) < length or len(f.read(4)) < 4:
+                return
+            yield event_pb2.Event.FromString(data)
 
 
 def read_events(log_dir, run="train"):
@@ -13,9 +34,10 @@ def read_events(log_dir, run="train"):
     a per-process counter, so "...9" sorts after "...10".
     """
     files = [
-        list(tf.compat.v1.train.summary_iterator(path))
+        list(iter_events(path))
         for path in glob.glob(os.path.join(log_dir, run, "events.*"))
     ]
+    files = [f for f in files if f]
     files.sort(key=lambda file_events: file_events[0].wall_time)
     events = {}
     for file_events in files:
@@ -24,7 +46,7 @@ def read_events(log_dir, run="train"):
                 events.setdefault(value.tag, []).append(
                     (
                         event.step,
-                        tf.make_ndarray(value.tensor),
+                        tensor_util.make_ndarray(value.tensor),
                         value.metadata.plugin_data.plugin_name,
                     )
                 )

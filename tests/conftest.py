@@ -31,9 +31,27 @@ def pytest_configure(config):
         "markers", "tensorflow_only: needs the TensorFlow backend"
     )
     config.addinivalue_line("markers", "jax_only: needs the JAX backend")
+    config.addinivalue_line(
+        "markers",
+        "backends(*names): runs only on these Keras backends "
+        "(tensorflow, jax, torch); the test says why next to the marker",
+    )
+    config.addinivalue_line(
+        "markers",
+        "jit_compile: fits with jit_compile=True; skipped on PyTorch, where "
+        "that is torch.compile (minutes of C++ compilation on CPU)",
+    )
 
 
 _ONLY = {"tensorflow_only": "tensorflow", "jax_only": "jax"}
+
+
+def _compiles_with_torch(item):
+    """Whether the test fits with `jit_compile=True` (marker or parameter)."""
+    if "jit_compile" in item.keywords:
+        return True
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return any(params.get(name) is True for name in ("jit", "jit_compile"))
 
 
 def pytest_collection_modifyitems(config, items):
@@ -44,6 +62,21 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(
                     pytest.mark.skip(reason=f"needs the {needed} backend")
                 )
+        if backend == "torch" and _compiles_with_torch(item):
+            item.add_marker(
+                pytest.mark.skip(
+                    reason="jit_compile=True is torch.compile on PyTorch "
+                    "(minutes of C++ compilation on CPU); the eager step "
+                    "is tested"
+                )
+            )
+        marker = item.get_closest_marker("backends")
+        if marker is not None and backend not in marker.args:
+            item.add_marker(
+                pytest.mark.skip(
+                    reason=f"runs on {', '.join(marker.args)}, not on {backend}"
+                )
+            )
 
 
 @pytest.fixture(autouse=True)

@@ -234,7 +234,7 @@ def test_multi_worker_fit_and_only_the_chief_writes(tmp_path):
         env["PYTHONPATH"] = os.path.dirname(HERE)
         workers.append(
             subprocess.Popen(
-                [sys.executable, script, str(tmp_path / f"logs{index}")],
+                [sys.executable, script, "tf", str(tmp_path / f"logs{index}")],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -257,3 +257,67 @@ def test_multi_worker_fit_and_only_the_chief_writes(tmp_path):
     # Only the chief (worker 0) writes TensorBoard files.
     assert os.listdir(tmp_path / "logs0")
     assert not os.path.exists(tmp_path / "logs1")
+
+
+# --- JAX: two processes of JAX's distributed runtime on localhost ----------
+
+
+def _run_jax_workers(tmp_path, num_processes):
+    """Runs the workers of `_multi_worker_fit.py`; returns their weights."""
+    port = _free_port() if num_processes > 1 else 0
+    script = os.path.join(HERE, "_multi_worker_fit.py")
+    env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS="")
+    env["PYTHONPATH"] = os.path.dirname(HERE)
+    workers = []
+    for index in range(num_processes):
+        args = [str(port), str(index), str(num_processes)]
+        args += [str(tmp_path / f"logs{num_processes}_{index}")]
+        args += [str(tmp_path / f"weights{num_processes}_{index}.npz")]
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, script, "jax", *args],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    for worker in workers:
+        try:
+            out, _ = worker.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            for w in workers:
+                w.kill()
+            pytest.fail("a JAX worker did not finish in 240 s")
+        assert worker.returncode == 0, out[-3000:]
+    return [
+        dict(np.load(tmp_path / f"weights{num_processes}_{i}.npz"))
+        for i in range(num_processes)
+    ]
+
+
+@pytest.mark.backends("jax")  # It starts JAX processes: one pass is enough.
+def test_jax_two_processes_equal_one_process_on_the_global_batch(tmp_path):
+    from tests._events import read_events
+
+    first, second = _run_jax_workers(tmp_path, 2)
+    [single] = _run_jax_workers(tmp_path, 1)
+    assert set(first) == set(second) == set(single)
+    for path in first:
+        # Both processes hold the same replicated weights...
+        np.testing.assert_array_equal(first[path], second[path])
+        # ... equal to one process on the full batch, dropout included:
+        # the dropout layers draw one mask for the global batch (each
+        # process applies its rows of it), as one process would.
+        np.testing.assert_allclose(
+            first[path], single[path], rtol=1e-5, atol=1e-6, err_msg=path
+        )
+    # Only process 0 writes TensorBoard events; it logs what it holds.
+    assert not os.path.exists(tmp_path / "logs2_1")
+    events = read_events(tmp_path / "logs2_0")
+    assert [step for step, _, _ in events["weight_norm/global"]] == [2, 4, 6]
+    *_, (_, last, _) = events["weight_norm/global"]
+    want = np.sqrt(
+        sum(np.sum(w.astype(np.float64) ** 2) for w in first.values())
+    )
+    np.testing.assert_allclose(float(last), want, rtol=1e-5)

@@ -19,15 +19,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from keras import ops  # noqa: E402
 
 from keras_decay import WeightDecay  # noqa: E402
+from keras_decay._keras_compat import sync_jax_state  # noqa: E402
 from keras_decay.callbacks import WeightNormLogger  # noqa: E402
+from tests._events import iter_events  # noqa: E402
 from tests._events import read_events  # noqa: E402
 from tests._events import scalars  # noqa: E402
 
-# TensorFlow backend only: the logger writes TensorBoard summaries.
-pytestmark = pytest.mark.tensorflow_only
+BACKEND = keras.backend.backend()
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RTOL = 1e-5
@@ -46,28 +47,28 @@ class Capture(keras.callbacks.Callback):
         self.snapshots.append(
             (
                 step,
-                {
-                    v.path: np.array(v.numpy(), dtype=np.float64)
-                    for v in self.model.trainable_variables
-                },
+                {v.path: _numpy(v) for v in self.model.trainable_variables},
             )
         )
 
     def on_train_begin(self, logs=None):
-        self.begin = {
-            v.path: np.array(v.numpy(), dtype=np.float64)
-            for v in self.model.trainable_variables
-        }
+        self.begin = {v.path: _numpy(v) for v in self.model.trainable_variables}
         self.batches = 0
 
     def on_train_batch_end(self, batch, logs=None):
         self.batches += 1
         if self.every is not None and self.batches % self.every == 0:
-            self._grab(int(self.model.optimizer.iterations.numpy()))
+            sync_jax_state(self.model)
+            self._grab(_numpy(self.model.optimizer.iterations, int))
 
     def on_epoch_end(self, epoch, logs=None):
         if self.every is None:
             self._grab(epoch)
+
+
+def _numpy(variable, dtype=np.float64):
+    value = np.array(ops.convert_to_numpy(variable), dtype=dtype)
+    return value if value.ndim else dtype(value)
 
 
 def make_data(n=64, d=6, seed=0):
@@ -95,14 +96,19 @@ def np_ratio(now, last):
     return np.linalg.norm(now - last) / denominator
 
 
-def test_epoch_logs_match_numpy(tmp_path):
-    x, y = make_data()
+# d=13108: a 13108 x 5 kernel, more than the 65,536 entries up to which
+# variables are reduced together in one flat vector: reduced on its own.
+@pytest.mark.parametrize("d", [6, 13108], ids=["small", "large_kernel"])
+def test_epoch_logs_match_numpy(tmp_path, d):
+    x, y = make_data(d=d)
+    scale = np.sqrt(d / 6.0)  # The same scale of output and loss for any d.
+    x, y = x / scale, y / scale
     x[:, :3] = 0.0  # Kernel rows 0-2 then only decay: they stay tiny.
     rate = 0.01
-    model = make_model(regularizer=WeightDecay(rate))
+    model = make_model(d=d, regularizer=WeightDecay(rate))
     # Make part of a kernel tiny so that sparsity is neither 0 nor 1.
     kernel = model.layers[0].kernel
-    value = kernel.numpy()
+    value = ops.convert_to_numpy(kernel).copy()
     value[:3] = 1e-5
     kernel.assign(value)
     model.compile(keras.optimizers.SGD(0.01, momentum=0.5), "mse")
@@ -146,7 +152,7 @@ def test_epoch_logs_match_numpy(tmp_path):
     # regularization/loss is what model.losses sums to at the last log.
     np.testing.assert_allclose(
         scalars(events, "regularization/loss")[-1][1],
-        float(sum(model.losses)),
+        float(sum(ops.convert_to_numpy(v) for v in model.losses)),
         rtol=RTOL,
     )
 
@@ -238,7 +244,7 @@ def test_one_epoch_fits_continue_update_ratio(tmp_path):
     model = make_model()
     model.compile(keras.optimizers.SGD(0.05), "mse")
     logger = WeightNormLogger(tmp_path)
-    weights = [[v.numpy().astype(np.float64) for v in model.weights]]
+    weights = [[_numpy(v) for v in model.weights]]
     for epoch in range(2):
         model.fit(
             x,
@@ -249,7 +255,7 @@ def test_one_epoch_fits_continue_update_ratio(tmp_path):
             verbose=0,
             callbacks=[logger],
         )
-        weights.append([v.numpy().astype(np.float64) for v in model.weights])
+        weights.append([_numpy(v) for v in model.weights])
     events = read_events(tmp_path)
     for i, v in enumerate(model.weights):
         ratios = scalars(events, f"update_ratio/{v.path}")
@@ -298,7 +304,7 @@ def test_nonfinite_stops_training(tmp_path):
     class Poison(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if epoch == 1:
-                value = target.numpy()
+                value = ops.convert_to_numpy(target).copy()
                 value[0, 0] = np.nan
                 value[1, 0] = np.inf
                 target.assign(value)
@@ -340,7 +346,7 @@ def test_unwritable_log_dir_fails_before_training(tmp_path):
     x, y = make_data()
     model = make_model()
     model.compile(keras.optimizers.SGD(0.1), "mse")
-    before = [v.numpy().copy() for v in model.weights]
+    before = [_numpy(v) for v in model.weights]
     with pytest.raises(OSError, match="cannot write TensorBoard logs"):
         model.fit(
             x,
@@ -349,9 +355,9 @@ def test_unwritable_log_dir_fails_before_training(tmp_path):
             verbose=0,
             callbacks=[WeightNormLogger(blocker / "logs")],
         )
-    assert int(model.optimizer.iterations.numpy()) == 0
+    assert _numpy(model.optimizer.iterations, int) == 0
     for b, v in zip(before, model.weights):
-        np.testing.assert_array_equal(b, v.numpy())
+        np.testing.assert_array_equal(b, _numpy(v))
 
 
 def test_hparams_written_once(tmp_path):
@@ -369,7 +375,7 @@ def test_hparams_written_once(tmp_path):
     assert plugin == "hparams"
     found = []
     for path in glob.glob(os.path.join(tmp_path, "train", "events.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
+        for event in iter_events(path):
             for value in event.summary.value:
                 if value.tag == "_hparams_/session_start_info":
                     data = plugin_data_pb2.HParamsPluginData.FromString(
@@ -415,6 +421,7 @@ def test_config_round_trip_and_validation():
         ({"hparams": [("a", 1)]}, TypeError, "hparams="),
         ({"stop_on_nonfinite": None}, TypeError, "stop_on_nonfinite=None"),
         ({"log_dir": 3}, TypeError, "log_dir=3"),
+        ({"log_dir": ""}, ValueError, "log_dir=''"),
     ]
     for kwargs, error, received in cases:
         with pytest.raises(error, match=re.escape(f"Received: {received}")):
@@ -433,6 +440,9 @@ def _get_json(url):
         return json.loads(response.read().decode())
 
 
+# The writer is the same on every backend; one pass starts the server (JAX:
+# events written without TensorFlow).
+@pytest.mark.backends("jax")
 def test_tensorboard_server_serves_logged_scalars(tmp_path):
     x, y = make_data()
     model = make_model()
@@ -462,7 +472,7 @@ def test_tensorboard_server_serves_logged_scalars(tmp_path):
     )
     try:
         url = None
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while url is None and time.monotonic() < deadline:
             line = server.stdout.readline()
             if not line and server.poll() is not None:
@@ -507,6 +517,8 @@ class _FloatLike:
         return self.value
 
 
+@pytest.mark.backends("tensorflow", "jax")  # PyTorch runs eagerly: its
+# update step would read the float-like momentum below and fail.
 def test_optimizer_attribute_objects_are_read(tmp_path):
     x, y = make_data()
     model = make_model()
@@ -516,7 +528,7 @@ def test_optimizer_attribute_objects_are_read(tmp_path):
     # After the train function is traced, swap the attributes for objects
     # of other kinds: the logger reads their current value at each log.
     optimizer.momentum = _FloatLike(0.25)
-    optimizer.weight_decay = tf.Variable(0.125)
+    optimizer.weight_decay = keras.Variable(0.125)
     model.fit(
         x,
         y,
@@ -528,3 +540,248 @@ def test_optimizer_attribute_objects_are_read(tmp_path):
     events = read_events(tmp_path)
     assert scalars(events, "optimizer/momentum") == [(0, 0.25)]
     assert scalars(events, "optimizer/weight_decay") == [(0, 0.125)]
+
+
+class _Reader(keras.callbacks.Callback):
+    """After each batch, the steps already on disk (the logger runs first)."""
+
+    def __init__(self, log_dir):
+        super().__init__()
+        self.log_dir = log_dir
+        self.on_disk = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        events = read_events(self.log_dir)
+        self.on_disk.append(
+            [s for s, _ in scalars(events, "weight_norm/global")]
+            if "weight_norm/global" in events
+            else []
+        )
+
+
+def test_each_log_is_on_disk_before_the_next_step(tmp_path):
+    x, y = make_data(n=48)
+    model = make_model()
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    reader = _Reader(tmp_path)
+    model.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=1,
+        verbose=0,
+        callbacks=[WeightNormLogger(tmp_path, update_freq=1), reader],
+    )
+    # Read while `fit` runs, before `on_train_end` closes the file.
+    assert reader.on_disk == [[1], [1, 2], [1, 2, 3]]
+
+
+class _BreakRunFolder(keras.callbacks.Callback):
+    """Replaces the run folder with a file for batches 2-3 (0-based)."""
+
+    def __init__(self, run_dir):
+        super().__init__()
+        self.run_dir = run_dir
+
+    def on_train_batch_begin(self, batch, logs=None):
+        import shutil
+
+        if batch == 2:
+            shutil.rmtree(self.run_dir)
+            with open(self.run_dir, "w") as f:
+                f.write("not a folder")
+        if batch == 4:
+            os.remove(self.run_dir)
+
+
+def test_write_failure_warns_once_and_logging_resumes(tmp_path):
+    x, y = make_data(n=96)
+    model = make_model()
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    run_dir = str(tmp_path / "train")
+    with pytest.warns(RuntimeWarning) as caught:
+        history = model.fit(
+            x,
+            y,
+            batch_size=16,
+            epochs=1,
+            verbose=0,
+            callbacks=[
+                _BreakRunFolder(run_dir),
+                WeightNormLogger(tmp_path, update_freq=1),
+            ],
+        )
+    messages = [str(w.message) for w in caught]
+    failures = [m for m in messages if "could not write" in m]
+    assert len(failures) == 1, messages
+    assert "WeightNormLogger" in failures[0] and run_dir in failures[0]
+    assert len(history.history["loss"]) == 1
+    # Steps 3 and 4 were lost; 5 and 6 went to a new file in the new folder.
+    steps = [s for s, _ in scalars(read_events(tmp_path), "weight_norm/global")]
+    assert steps == [5, 6]
+    assert _numpy(model.optimizer.iterations, int) == 6
+
+
+def test_disk_full_warns_once_and_training_goes_on(tmp_path, monkeypatch):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    from keras_decay.callbacks._weight_norm_logger import _writer
+
+    real_open = _writer._open_file
+    full = {"on": False}
+
+    def open_file(path):  # /dev/full: every flush fails with ENOSPC.
+        return open("/dev/full", "wb") if full["on"] else real_open(path)
+
+    monkeypatch.setattr(_writer, "_open_file", open_file)
+    logger = WeightNormLogger(tmp_path, update_freq=1)
+
+    class FillDisk(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 1:
+                full["on"] = True
+                os.remove(logger.event_file)  # The logger opens a new file.
+            if batch == 3:
+                full["on"] = False
+
+    x, y = make_data(n=64)
+    model = make_model()
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    with pytest.warns(RuntimeWarning, match="No space left") as caught:
+        model.fit(
+            x,
+            y,
+            batch_size=16,
+            epochs=1,
+            verbose=0,
+            callbacks=[FillDisk(), logger],
+        )
+    assert len([w for w in caught if "could not write" in str(w.message)]) == 1
+    steps = [s for s, _ in scalars(read_events(tmp_path), "weight_norm/global")]
+    assert steps == [4]  # 1 was in the removed file, 2 and 3 hit ENOSPC.
+
+
+_HOLD_RUN_FOLDER = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("w", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+writer = module.EventWriter(sys.argv[2], "other")
+writer.open()
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_second_process_on_the_run_folder_is_detected(tmp_path):
+    import keras_decay.callbacks._weight_norm_logger._writer as writer_module
+
+    other = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _HOLD_RUN_FOLDER,
+            writer_module.__file__,
+            str(tmp_path / "train"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout.readline().strip() == "ready"
+        x, y = make_data()
+        model = make_model()
+        model.compile(keras.optimizers.SGD(0.05), "mse")
+        with pytest.warns(RuntimeWarning, match="already writing") as caught:
+            model.fit(
+                x,
+                y,
+                epochs=1,
+                verbose=0,
+                callbacks=[WeightNormLogger(tmp_path)],
+            )
+        assert f"process {other.pid}" in str(caught[0].message)
+    finally:
+        other.communicate("", timeout=30)
+    runs = sorted(os.listdir(tmp_path))
+    [distinct] = [r for r in runs if r != "train"]
+    assert distinct.startswith("train-") and distinct.endswith(str(os.getpid()))
+    assert "weight_norm/global" in read_events(tmp_path, distinct)
+    assert "weight_norm/global" not in read_events(tmp_path)
+
+
+class StepSGD(keras.optimizers.SGD):
+    """SGD whose learning rate is `0.1 / (1 + step)`, resolved per step."""
+
+    def __init__(self):
+        super().__init__(
+            keras.optimizers.schedules.InverseTimeDecay(0.1, 1, 1.0)
+        )
+
+    def current_hyperparameters(self, step=None):
+        if step is None:
+            step = int(ops.convert_to_numpy(self.iterations))
+        return {"learning_rate": 0.1 / (1.0 + step), "momentum": 0.0}
+
+
+def test_logs_the_values_the_logged_step_used(tmp_path):
+    x, y = make_data(n=64)
+    model = make_model()
+    model.compile(StepSGD(), "mse")
+    model.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=2,
+        verbose=0,
+        callbacks=[
+            WeightNormLogger(tmp_path / "batch", update_freq=2),
+            WeightNormLogger(tmp_path / "epoch"),
+        ],
+    )
+    batch = scalars(read_events(tmp_path / "batch"), "optimizer/learning_rate")
+    # Logged at iterations 2, 4, 6, 8: the step just taken was iterations-1.
+    assert [s for s, _ in batch] == [2, 4, 6, 8]
+    np.testing.assert_allclose(
+        [v for _, v in batch], [0.1 / s for s in (2, 4, 6, 8)], rtol=1e-6
+    )
+    epoch = scalars(read_events(tmp_path / "epoch"), "optimizer/learning_rate")
+    np.testing.assert_allclose(
+        [v for _, v in epoch], [0.1 / 4, 0.1 / 8], rtol=1e-6
+    )
+    assert "optimizer/momentum" in read_events(tmp_path / "epoch")
+
+
+_NO_TENSORFLOW = """
+import sys
+import keras
+import numpy as np
+from keras_decay.callbacks import WeightNormLogger
+model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+model.compile(keras.optimizers.SGD(0.1), "mse")
+logger = WeightNormLogger(
+    sys.argv[1], update_freq=1, histograms=True, hparams={"units": 2}
+)
+model.fit(np.ones((8, 3)), np.ones((8, 2)), verbose=0, callbacks=[logger])
+assert "tensorflow" not in sys.modules, "TensorFlow was imported"
+print("ok")
+"""
+
+
+@pytest.mark.backends("jax", "torch")  # TensorFlow's own pass imports it.
+def test_writes_events_without_importing_tensorflow(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", _NO_TENSORFLOW, str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    events = read_events(tmp_path)
+    assert "_hparams_/session_start_info" in events
+    assert len(events["weight_norm/global"]) == 1
+    [(_, buckets, plugin)] = events["weight_histogram/sequential/dense/kernel"]
+    assert plugin == "histograms" and buckets[:, 2].sum() == 6

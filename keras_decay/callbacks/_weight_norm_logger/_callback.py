@@ -1,0 +1,383 @@
+"""`WeightNormLogger`: the callback that schedules the logs and writes them."""
+
+import numbers
+import os
+import warnings
+
+import keras
+from keras import ops
+
+from keras_decay._keras_compat import should_write_summaries
+from keras_decay._keras_compat import sync_jax_state
+from keras_decay._keras_compat import unwrap_optimizer
+from keras_decay._validation import _fail
+from keras_decay._validation import check_bool
+from keras_decay._validation import check_choice
+from keras_decay._validation import check_positive_int
+from keras_decay.callbacks._weight_norm_logger._statistics import Statistics
+from keras_decay.callbacks._weight_norm_logger._summaries import hparams_summary
+from keras_decay.callbacks._weight_norm_logger._summaries import log_summary
+from keras_decay.callbacks._weight_norm_logger._writer import EventWriter
+
+__all__ = ["WeightNormLogger"]
+
+_NORMS = ("l2", "l1", "max")
+# Optimizer attributes logged as `optimizer/<tag>`, first present name wins
+# (for optimizers without `current_hyperparameters`).
+_OPTIMIZER_HYPERS = (
+    ("learning_rate", ("learning_rate",)),
+    ("momentum", ("momentum", "beta_1")),
+    ("weight_decay", ("weight_decay",)),
+)
+
+
+def _check_update_freq(update_freq):
+    if isinstance(update_freq, str):
+        return check_choice(update_freq, "update_freq", ("epoch", "batch"))
+    expected = '"epoch", "batch" or a positive integer'
+    if not isinstance(update_freq, numbers.Integral) or isinstance(
+        update_freq, bool
+    ):
+        _fail(TypeError, "update_freq", expected, update_freq)
+    return check_positive_int(update_freq, "update_freq")
+
+
+def _check_norms(norms):
+    expected = f"a non-empty list of names from {list(_NORMS)}"
+    if isinstance(norms, str) or not isinstance(norms, (list, tuple)):
+        _fail(TypeError, "norms", expected, norms)
+    if not norms:
+        _fail(ValueError, "norms", expected, norms)
+    for norm in norms:
+        if norm not in _NORMS:
+            _fail(ValueError, "norms", expected, norms)
+    # Keep the canonical order, drop repeats.
+    return tuple(n for n in _NORMS if n in norms)
+
+
+def _check_hparams(hparams):
+    expected = "None or a dict of str keys to bool, int, float or str values"
+    if hparams is None:
+        return None
+    if not isinstance(hparams, dict):
+        _fail(TypeError, "hparams", expected, hparams)
+    for key, value in hparams.items():
+        if not isinstance(key, str) or not isinstance(
+            value, (bool, numbers.Real, str)
+        ):
+            _fail(TypeError, "hparams", expected, hparams)
+    return {
+        k: v if isinstance(v, (bool, str)) else _plain_number(v)
+        for k, v in hparams.items()
+    }
+
+
+def _plain_number(value):
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    return float(value)
+
+
+def _as_float32_tensor(value):
+    """A float32 scalar from a float, a tensor, a variable or an object that
+    converts to a tensor (read now, so later changes are seen)."""
+    if isinstance(value, numbers.Real):
+        return float(value)
+    try:
+        tensor = ops.convert_to_tensor(value)
+    except (TypeError, ValueError):
+        return float(value)
+    return ops.cast(tensor, "float32")
+
+
+@keras.saving.register_keras_serializable(package="keras_decay")
+class WeightNormLogger(keras.callbacks.Callback):
+    """Logs weight norms and weight-decay diagnostics to TensorBoard.
+
+    Writes TensorBoard event files to `<log_dir>/train` (the run folder that
+    `keras.callbacks.TensorBoard` uses, so both can share a `log_dir`). At each
+    log, for every trainable variable `w` (tags use `w.path`):
+
+    ```
+    weight_norm/<path>   = sqrt(sum(w**2))            # norms contains "l2"
+    weight_l1/<path>     = sum(abs(w))                # norms contains "l1"
+    weight_max/<path>    = max(abs(w))                # norms contains "max"
+    update_ratio/<path>  = norm(w - w_last) / norm(w_last)   # 0 if w_last == 0
+    sparsity/<path>      = mean(abs(w) < 1e-3)
+    nonfinite/<path>     = sum(logical_not(isfinite(w)))
+    weight_histogram/<path>                          # histograms=True
+    ```
+
+    `w_last` is the value at the previous log (at the start of `fit` for the
+    first log of a `fit`). Once per log also `weight_norm/global =
+    sqrt(sum over variables of sum(w**2))`, `regularization/loss` (the sum
+    of the weight regularizers' penalties, i.e. `sum(model.losses)` outside
+    a forward pass, not divided by the number of replicas) and
+    `optimizer/learning_rate`, `optimizer/momentum` (`momentum`, or Adam's
+    `beta_1`) and `optimizer/weight_decay` where the optimizer has them.
+
+    The optimizer values are those the logged step used: with a
+    `keras_decay.optimizers` optimizer, `current_hyperparameters(step)` at
+    `step = iterations - 1`; otherwise the optimizer's attributes as they
+    are at the log (for a schedule, the rate of the next step).
+
+    All statistics come from one compiled function (a `tf.function` on
+    TensorFlow, `jax.jit` on JAX, eager `torch.no_grad()` code on PyTorch),
+    built once per model and reused by later fits, that reads each variable
+    once and hands one stacked vector to the host. Events are written with
+    TensorBoard's record writer (TensorFlow is not imported on the other
+    backends) and flushed at each log, so a killed process loses at most
+    the log being written. The logger keeps a copy of each trainable
+    variable (the `w_last` snapshot): as much extra memory as the trainable
+    weights.
+
+    A NaN or Inf in a variable is logged and, with `stop_on_nonfinite=True`,
+    stops training (`model.stop_training = True`) with a `RuntimeWarning`
+    naming the variables. A `log_dir` that cannot be written raises an
+    `OSError` at `on_train_begin`, before any training step; a write that
+    fails later (disk full, folder deleted) is one `RuntimeWarning` naming
+    the logger and the path, training goes on and logging resumes when the
+    folder can be written again. A second writer on the same run folder
+    (another process) is warned about and writes to a distinct run,
+    `train-<host>-<pid>`. Under a `tf.distribute` strategy the statistics
+    are computed once, in cross-replica context, and only the chief worker
+    writes; under JAX's multi-process runtime every process computes them
+    and only process 0 writes.
+
+    Args:
+        log_dir: Non-empty string or path. Directory of the TensorBoard
+            logs; events go to `<log_dir>/train`. Defaults to `"logs"`.
+        update_freq: `"epoch"`, `"batch"` or a positive int. `"epoch"` logs
+            at each epoch end with the epoch index (from 0) as step; an int
+            `N` logs every `N` batches with `optimizer.iterations` as step
+            (`"batch"` is `1`). Defaults to `"epoch"`.
+        norms: List of `"l2"`, `"l1"`, `"max"`. The per-variable norms to
+            log. Defaults to `("l2",)`.
+        histograms: Bool. Whether to add a 30-bucket histogram per variable.
+            Defaults to `False`.
+        hparams: Optional dict of hyperparameter name to bool, int, float or
+            str, recorded once with TensorBoard's HParams plugin. Defaults
+            to `None`.
+        stop_on_nonfinite: Bool. Whether to stop training when a variable
+            holds NaN or Inf. Defaults to `True`.
+
+    Example:
+
+    ```python
+    model.fit(
+        x, y, epochs=10,
+        callbacks=[keras_decay.callbacks.WeightNormLogger(
+            "logs/run1", norms=("l2", "l1"), hparams={"decay": 5e-4})],
+    )
+    # tensorboard --logdir logs
+    ```
+    """
+
+    def __init__(
+        self,
+        log_dir="logs",
+        update_freq="epoch",
+        norms=("l2",),
+        histograms=False,
+        hparams=None,
+        stop_on_nonfinite=True,
+    ):
+        super().__init__()
+        expected = "a non-empty str or path"
+        if not isinstance(log_dir, (str, os.PathLike)):
+            _fail(TypeError, "log_dir", expected, log_dir)
+        if not os.fspath(log_dir):
+            _fail(ValueError, "log_dir", expected, log_dir)
+        self.log_dir = os.fspath(log_dir)
+        self.update_freq = _check_update_freq(update_freq)
+        self.norms = _check_norms(norms)
+        self.histograms = check_bool(histograms, "histograms")
+        self.hparams = _check_hparams(hparams)
+        self.stop_on_nonfinite = check_bool(
+            stop_on_nonfinite, "stop_on_nonfinite"
+        )
+        self._every = 1 if self.update_freq == "batch" else self.update_freq
+        if self.update_freq == "epoch":
+            # Keep Keras' default (a no-op) so that `fit` may still dispatch
+            # batch-end callbacks asynchronously.
+            self.on_train_batch_end = super().on_train_batch_end
+        self._writer = None
+        self._statistics = None
+        self._key = None
+        self._hparams_written = False
+        self.nonfinite_variables = []
+
+    def get_config(self):
+        return {
+            "log_dir": self.log_dir,
+            "update_freq": self.update_freq,
+            "norms": list(self.norms),
+            "histograms": self.histograms,
+            "hparams": None if self.hparams is None else dict(self.hparams),
+            "stop_on_nonfinite": self.stop_on_nonfinite,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    @property
+    def _train_dir(self):
+        return os.path.join(self.log_dir, "train")
+
+    @property
+    def event_file(self):
+        """The event file this logger writes now, or `None`."""
+        return None if self._writer is None else self._writer.path
+
+    # -- set-up ---------------------------------------------------------------
+
+    def _should_write(self):
+        if keras.backend.backend() == "jax":
+            import jax
+
+            return jax.process_index() == 0
+        strategy = getattr(self.model, "distribute_strategy", None)
+        return should_write_summaries(strategy)
+
+    def _open_writer(self):
+        writer = EventWriter(self._train_dir, "WeightNormLogger")
+        try:
+            writer.open()
+        except OSError as error:
+            writer.close()
+            raise OSError(
+                "WeightNormLogger cannot write TensorBoard logs to "
+                f"log_dir={self.log_dir!r}: {error}"
+            ) from error
+        return writer
+
+    def _hyper_sources(self, optimizer):
+        """`([(tag, name)], scheduled)`: the optimizer values to log.
+
+        `scheduled` when the optimizer resolves its own values per step
+        (`current_hyperparameters`); otherwise its attributes are read.
+        """
+        current = getattr(optimizer, "current_hyperparameters", None)
+        if current is not None:
+            names = list(current(step=0))
+            return [(f"optimizer/{name}", name) for name in names], True
+        sources = []
+        for tag, names in _OPTIMIZER_HYPERS:
+            for name in names:
+                if getattr(optimizer, name, None) is not None:
+                    sources.append((f"optimizer/{tag}", name))
+                    break
+        return sources, False
+
+    def _build(self):
+        """Builds the statistics once per set of variables."""
+        variables = list(self.model.trainable_variables)
+        optimizer = unwrap_optimizer(getattr(self.model, "optimizer", None))
+        hypers, scheduled = self._hyper_sources(optimizer)
+        key = (tuple(id(v) for v in variables), tuple(hypers), scheduled)
+        if self._statistics is not None and key == self._key:
+            return
+        self._key = key
+        self._hypers, self._scheduled = hypers, scheduled
+        paths, seen = [], set()
+        for variable in variables:
+            path, i = variable.path, 1
+            while path in seen:
+                path, i = f"{variable.path}_{i}", i + 1
+            seen.add(path)
+            paths.append(path)
+        self._statistics = Statistics(
+            variables,
+            paths,
+            self.norms,
+            self.histograms,
+            [tag for tag, _ in hypers],
+        )
+
+    def _decay_scalars(self, optimizer):
+        """Extra `{tag: float}` logged about weight decay (none yet)."""
+        return {}
+
+    # -- callback hooks -------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        self._writer = self._open_writer() if self._should_write() else None
+        self._described = set()
+        sync_jax_state(self.model)
+        self._build()
+        self._in_scope(self._statistics.reset)
+        self._batches = 0
+        if self.hparams is not None and not self._hparams_written:
+            if self._writer is not None:
+                self._writer.write(0, hparams_summary(self.hparams))
+            self._hparams_written = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.update_freq == "epoch":
+            return
+        self._batches += 1
+        if self._batches % self._every == 0:
+            self._log(None)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.update_freq == "epoch":
+            self._log(epoch)
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def _in_scope(self, function, *args):
+        strategy = getattr(self.model, "distribute_strategy", None)
+        if strategy is None:
+            return function(*args)
+        with strategy.scope():  # Cross-replica context.
+            return function(*args)
+
+    def _optimizer_values(self, optimizer, iterations):
+        """Python floats, or a float32 tensor read on the device."""
+        if self._scheduled:
+            # The values the last step taken used (step `iterations - 1`).
+            values = optimizer.current_hyperparameters(
+                step=max(iterations - 1, 0)
+            )
+            return [float(values[name]) for _, name in self._hypers]
+        if not self._hypers:
+            return []
+        return ops.stack(
+            [
+                ops.cast(
+                    _as_float32_tensor(getattr(optimizer, name)), "float32"
+                )
+                for _, name in self._hypers
+            ]
+        )
+
+    def _log(self, epoch):
+        sync_jax_state(self.model)
+        optimizer = unwrap_optimizer(self.model.optimizer)
+        iterations = int(ops.convert_to_numpy(optimizer.iterations))
+        step = iterations if epoch is None else epoch
+        hypers = self._optimizer_values(optimizer, iterations)
+        scalars, histograms = self._in_scope(self._statistics.compute, hypers)
+        scalars.update(self._decay_scalars(optimizer))
+        if self._writer is not None:
+            summary = log_summary(scalars, histograms, self._described)
+            self._writer.write(step, summary)
+        self._check_nonfinite(scalars)
+
+    def _check_nonfinite(self, scalars):
+        paths = self._statistics.paths
+        bad = [p for p in paths if scalars[f"nonfinite/{p}"] > 0]
+        if not bad:
+            return
+        self.nonfinite_variables = bad
+        names = ", ".join(bad)
+        if self.stop_on_nonfinite:
+            self.model.stop_training = True
+            message = f"stopping training: non-finite values in {names}"
+        else:
+            message = f"non-finite values in {names}"
+        warnings.warn(f"WeightNormLogger: {message}.", RuntimeWarning)
