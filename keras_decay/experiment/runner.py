@@ -325,7 +325,9 @@ def _data(config, seed):
     return _DATA_CACHE[key]
 
 
-def train_trial(config, trial, run_dir, *, say=None, progress=False):
+def train_trial(
+    config, trial, run_dir, *, say=None, progress=False, return_model=False
+):
     """Trains one trial; returns its result (a JSON-ready dict).
 
     Args:
@@ -335,6 +337,7 @@ def train_trial(config, trial, run_dir, *, say=None, progress=False):
         run_dir: The trial's TensorBoard folder.
         say: Callable printing one line, or `None`.
         progress: Bool. Whether to `say` one line per epoch.
+        return_model: Bool. Whether to return `(result, model)`.
     """
     say = say or (lambda line: None)
     seed = trial["seed"]
@@ -396,7 +399,7 @@ def train_trial(config, trial, run_dir, *, say=None, progress=False):
         decoupled=False,
     )
     final = {key: h[key][-1] for key in HISTORY_KEYS if key != "learning_rate"}
-    return dict(
+    result = dict(
         hparams,
         **final,
         best_val_accuracy=h["val_accuracy"][best],
@@ -410,3 +413,4 @@ def train_trial(config, trial, run_dir, *, say=None, progress=False):
         log_dir=run_dir,
         history=h,
     )
+    return (result, model) if return_model else result
