@@ -147,7 +147,7 @@ def test_trial_result_matches_independent_recomputation(trained):
     np.testing.assert_allclose(result["weight_norm"], norm, rtol=1e-6)
     # tau of coupled L2 under SGD momentum: (1 - mu) / (lr * lambda).
     np.testing.assert_allclose(result["tau_steps"], 0.1 / (0.1 * 5e-3))
-    steps = math.ceil(len(data.x_train) / 64)
+    steps = len(data.x_train) // 64  # whole batches only
     assert result["steps_trained"] == 2 * steps
     history = result["history"]
     assert all(len(history[k]) == 2 for k in runner.HISTORY_KEYS)
@@ -410,3 +410,28 @@ def test_bad_options_are_rejected(kwargs, name):
 def test_unknown_option_is_a_type_error():
     with pytest.raises(TypeError, match="trials"):
         options.settings("compare", trials=3)
+
+
+def test_epoch_order_is_whole_batches_of_a_fresh_permutation():
+    indices, steps, batch = runner.epoch_order(130, 32, 3, seed=5)
+    assert (steps, batch) == (4, 32) and indices.shape == (3, 128)
+    for epoch in indices:
+        assert len(set(epoch.tolist())) == 128 and epoch.max() < 130
+    assert not np.array_equal(indices[0], indices[1])
+    again, _, _ = runner.epoch_order(130, 32, 3, seed=5)
+    np.testing.assert_array_equal(indices, again)
+    small, steps, batch = runner.epoch_order(10, 32, 2, seed=5)
+    assert (steps, batch) == (1, 10) and sorted(small[0]) == list(range(10))
+
+
+def test_gathered_and_per_batch_feeding_train_alike(tmp_path, monkeypatch):
+    config = _config(epochs=2, batch_size=32)  # 3 batches an epoch
+    _, gathered = runner.train_trial(
+        config, _trial(), str(tmp_path / "a"), return_model=True
+    )
+    monkeypatch.setattr(runner, "_GATHER_LIMIT", 0)  # a batch generator
+    _, per_batch = runner.train_trial(
+        config, _trial(), str(tmp_path / "b"), return_model=True
+    )
+    for a, b in zip(gathered.get_weights(), per_batch.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

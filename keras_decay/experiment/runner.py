@@ -138,25 +138,69 @@ def global_weight_norm(model):
     return math.sqrt(total)
 
 
-class _SeededBatches(keras.utils.PyDataset):
-    """Shuffled mini-batches whose order depends on `seed` only."""
+# Above this many bytes of training images for all epochs together, the
+# batches are gathered one at a time (`_gather`) instead of in advance.
+_GATHER_LIMIT = 256 * 2**20
 
-    def __init__(self, x, y, batch_size, seed):
-        super().__init__()
-        self.x, self.y, self.batch_size = x, y, batch_size
-        self._rng = np.random.default_rng(seed)
-        self._order = self._rng.permutation(len(x))
 
-    def __len__(self):
-        return math.ceil(len(self.x) / self.batch_size)
+def epoch_order(num_examples, batch_size, epochs, seed):
+    """The training examples of every epoch, batch after batch.
 
-    def __getitem__(self, index):
-        start = index * self.batch_size
-        batch = self._order[start : start + self.batch_size]
-        return self.x[batch], self.y[batch]
+    Each epoch is a fresh permutation drawn from `seed` only (not from the
+    model), cut to whole batches: `num_examples // batch_size` batches, the
+    remainder left out of that epoch (a different one each epoch). With
+    fewer examples than `batch_size`, one batch of all of them.
 
-    def on_epoch_end(self):
-        self._order = self._rng.permutation(len(self.x))
+    Returns:
+        `(indices, steps_per_epoch, batch_size)`, `indices` of shape
+        `(epochs, steps_per_epoch * batch_size)`.
+    """
+    batch_size = min(batch_size, num_examples)
+    steps = num_examples // batch_size
+    rng = np.random.default_rng(seed)
+    indices = np.stack(
+        [
+            rng.permutation(num_examples)[: steps * batch_size]
+            for _ in range(epochs)
+        ]
+    )
+    return indices, steps, batch_size
+
+
+def _gather(x, y, indices, batch_size):
+    """Yields the batches of `epoch_order`, epoch after epoch."""
+    for epoch in indices:
+        for start in range(0, len(epoch), batch_size):
+            batch = epoch[start : start + batch_size]
+            yield x[batch], y[batch]
+
+
+def _batches(data, batch_size, epochs, seed):
+    """`(fit arguments, steps_per_epoch)` for the seeded batch order."""
+    indices, steps, batch_size = epoch_order(
+        len(data.x_train), batch_size, epochs, seed
+    )
+    if data.x_train[0].nbytes * indices.size <= _GATHER_LIMIT:
+        # All epochs gathered once: Keras slices them in order, no
+        # per-batch Python (`steps_per_epoch` keeps its place between
+        # epochs).
+        flat = indices.reshape(-1)
+        kwargs = {
+            "x": data.x_train[flat],
+            "y": data.y_train[flat],
+            "batch_size": batch_size,
+            "steps_per_epoch": steps,
+            "shuffle": False,
+        }
+    else:
+        # One generator over all epochs: its order cannot depend on when
+        # Keras prefetches.
+        kwargs = {
+            "x": _gather(data.x_train, data.y_train, indices, batch_size),
+            "steps_per_epoch": steps,
+            "shuffle": False,
+        }
+    return kwargs, steps
 
 
 HISTORY_KEYS = (
@@ -270,6 +314,9 @@ class _EventWriter:
         self._writer.close()
 
 
+_SKIPPED_LOGGER = []
+
+
 class _OptionalWeightNormLogger(keras.callbacks.Callback):
     """`WeightNormLogger`, skipped with one line where it cannot run."""
 
@@ -289,6 +336,9 @@ class _OptionalWeightNormLogger(keras.callbacks.Callback):
             self._logger.on_train_begin(logs)
         except (RuntimeError, NotImplementedError) as error:
             self._on = False
+            if _SKIPPED_LOGGER:  # said once per process
+                return
+            _SKIPPED_LOGGER.append(True)
             backend = keras.backend.backend()
             message = str(error).splitlines()[0] if str(error) else error
             self._say(
@@ -350,10 +400,9 @@ def train_trial(
         dropout=trial["dropout"],
         seed=seed,
     )
-    batches = _SeededBatches(
-        data.x_train, data.y_train, config["batch_size"], seed
+    batches, steps_per_epoch = _batches(
+        data, config["batch_size"], config["epochs"], seed
     )
-    steps_per_epoch = len(batches)
     model.compile(
         optimizer=build_optimizer(
             config["lr"],
@@ -363,7 +412,10 @@ def train_trial(
         ),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
-        steps_per_execution=steps_per_epoch,
+        # One compiled call per epoch; PyTorch's trainer takes only 1.
+        steps_per_execution=(
+            1 if keras.backend.backend() == "torch" else steps_per_epoch
+        ),
     )
     os.makedirs(run_dir, exist_ok=True)
     hparams = {
@@ -382,7 +434,7 @@ def train_trial(
     start = time.perf_counter()
     try:
         model.fit(
-            batches,
+            **batches,
             epochs=config["epochs"],
             callbacks=[measure, _OptionalWeightNormLogger(run_dir, say)],
             verbose=0,
