@@ -25,9 +25,11 @@ empty database at once can collide (optuna#1092), so opening is retried.
 
 import collections
 import os
+import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 
@@ -332,8 +334,6 @@ class Engine:
 
         Returns a `threading.Event` that stops it, or `None`.
         """
-        import threading
-
         if not isinstance(self.storage, self.optuna.storages.RDBStorage):
             return None
         trial_id = taken.trial_id
@@ -438,6 +438,25 @@ def _unreachable(error):
     )
 
 
+# TensorFlow's start-up lines on machines without a GPU (absl C++ logging
+# cannot be silenced by TF_CPP_MIN_LOG_LEVEL before it is initialised), and
+# the retracing notice of a new model per trial.
+_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog"
+    r"|[IW]\d{4} [\d:. ]+\d+ \S+\.cc:\d+\]"
+    r"|E\d{4} [\d:. ]+\d+ cuda\S*\.cc:\d+\]"
+    r"|WARNING:tensorflow:.*triggered tf.function retracing)"
+)
+
+
+def _forward(stream):
+    """Copies a worker's stderr to ours, without TensorFlow's noise."""
+    for line in stream:
+        if not _NOISE.match(line):
+            sys.stderr.write(line)
+            sys.stderr.flush()
+
+
 def run_workers(storage, study, logdir, *, workers, quiet):
     """Starts `workers` local worker processes; returns their exit codes."""
     import keras_decay
@@ -466,9 +485,23 @@ def run_workers(storage, study, logdir, *, workers, quiet):
         "--logdir",
         logdir,
     ] + (["--quiet"] if quiet else [])
-    processes = [subprocess.Popen(command, env=env) for _ in range(workers)]
+    processes = [
+        subprocess.Popen(
+            command, env=env, stderr=subprocess.PIPE, text=True, bufsize=1
+        )
+        for _ in range(workers)
+    ]
+    forwarders = [
+        threading.Thread(target=_forward, args=(p.stderr,), daemon=True)
+        for p in processes
+    ]
+    for forwarder in forwarders:
+        forwarder.start()
     try:
-        return [process.wait() for process in processes]
+        codes = [process.wait() for process in processes]
+        for forwarder in forwarders:
+            forwarder.join(timeout=5)
+        return codes
     except BaseException:
         for process in processes:
             process.terminate()

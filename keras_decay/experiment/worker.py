@@ -14,6 +14,11 @@ import signal
 import sys
 
 
+def _first_line(error):
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -73,7 +78,7 @@ def _work(engine, args):
             engine.fail(taken, "error", error)
             print(
                 f"keras-decay: trial {entry['label']} failed: "
-                f"{type(error).__name__}: {str(error).splitlines()[:1]}",
+                f"{type(error).__name__}: {_first_line(error)}",
                 file=sys.stderr,
                 flush=True,
             )
