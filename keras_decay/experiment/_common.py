@@ -84,7 +84,13 @@ def train(config, plan, storage, study, say):
 
 def title(config):
     """The settings in one line, for a figure's title."""
-    return (
+    rates = ""
+    if config.command == "compare":
+        rates = (
+            f"weight decay {config.weight_decay:g}, dropout "
+            f"{config.dropout:g}, "
+        )
+    return rates + (
         f"{config.dataset}, label noise {config.label_noise:g}, SGD lr "
         f"{config.lr:g} momentum {config.momentum:g}, batch "
         f"{config.batch_size}, {config.epochs} epochs, "
