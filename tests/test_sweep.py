@@ -20,6 +20,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras
 import numpy as np
 import optuna
 import pytest
@@ -29,6 +30,14 @@ from keras_decay.experiment import options
 from keras_decay.experiment import sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The engine does not depend on the backend (its workers inherit
+# KERAS_BACKEND, and tests/test_compare.py trains on every backend): the
+# tests that start worker processes run once, in the TensorFlow pass.
+once = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="backend-independent engine, run in the TensorFlow pass",
+)
 TINY = ["--epochs", "2", "--train-fraction", "0.1", "--quiet"]
 GRID = ["--weight-decay", "0,1e-2", "--seeds", "1,2"]  # 4 trials
 
@@ -141,6 +150,7 @@ def test_two_ranges_are_drawn_together_a_range_and_grid_crossed():
 # -- bad input: one line, before training ------------------------------------
 
 
+@once
 def test_unreachable_database_is_one_line_before_training(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -169,6 +179,7 @@ def test_a_study_made_with_other_settings_is_refused(tmp_path):
 # -- journal storage, local workers -------------------------------------------
 
 
+@once
 def test_journal_two_workers_complete_a_grid_once_and_rerun_trains_nothing(
     tmp_path,
 ):
@@ -202,6 +213,7 @@ def test_journal_two_workers_complete_a_grid_once_and_rerun_trains_nothing(
     assert rerun["aggregate"] == written["aggregate"]
 
 
+@once
 def test_worker_killed_mid_trial_then_rerun_completes_without_duplicate(
     tmp_path,
 ):
@@ -312,6 +324,7 @@ def postgres_url():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@once
 def test_postgresql_two_machines_share_one_study(postgres_url, tmp_path):
     argv = [*GRID, "--storage", postgres_url, "--study", "two-machines"]
     machines = [

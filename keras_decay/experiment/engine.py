@@ -452,7 +452,7 @@ _NOISE = re.compile(
 def _forward(stream):
     """Copies a worker's stderr to ours, without TensorFlow's noise."""
     for line in stream:
-        if not _NOISE.match(line):
+        if line.strip() and not _NOISE.match(line):
             sys.stderr.write(line)
             sys.stderr.flush()
 
