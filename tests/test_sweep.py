@@ -176,6 +176,54 @@ def test_a_study_made_with_other_settings_is_refused(tmp_path):
         engine_lib.Engine(storage, "s").set_plan({"epochs": 3}, [])
 
 
+def _entry(rate, seed=1):
+    trial = {
+        "run": "sweep",
+        "weight_decay": rate,
+        "dropout": None,
+        "seed": seed,
+        "label": f"wd {rate}",
+        "dir": f"wd_{rate}",
+    }
+    return dict(trial, key=engine_lib.trial_key(trial))
+
+
+def test_plan_grows_and_duplicates_are_claimed_once(tmp_path):
+    storage = _journal(tmp_path)
+    first = engine_lib.Engine(storage, "s")
+    first.set_plan({"epochs": 2}, [_entry(1e-3)])
+    assert first.top_up() == 1 and first.top_up() == 0
+    # A second "machine" adds a grid point, and races: it enqueues the
+    # first point again before seeing the first machine's copy.
+    second = engine_lib.Engine(storage, "s")
+    second.set_plan({"epochs": 2}, [_entry(1e-3), _entry(1e-2)])
+    assert [t["key"] for t in second.plan] == [
+        _entry(1e-3)["key"],
+        _entry(1e-2)["key"],
+    ]
+    second.study.enqueue_trial(
+        {"run": "sweep", "weight_decay": 1e-3, "dropout": 0.0, "seed": 1},
+        user_attrs={"key": _entry(1e-3)["key"]},
+    )
+    assert second.top_up() == 1  # only the new point
+    taken = [first.take(), second.take(), first.take()]
+    # Trial 1 duplicates trial 0: marked and skipped; trial 2 is the new one.
+    assert [t.trial.number for t in taken[:2]] == [0, 2]
+    assert taken[2] is None
+    state = optuna.trial.TrialState
+    trials = first.trials()
+    assert trials[1].state == state.FAIL
+    assert trials[1].user_attrs["status"] == "duplicate"
+    assert trials[1].user_attrs["duplicate_of"] == 0
+    assert taken[0].trial.params["weight_decay"] == 1e-3
+    first.finish(taken[0], {"val_accuracy": 0.5})
+    results, missing, errors = first.results()
+    assert results == [{"val_accuracy": 0.5}] and not errors
+    assert missing == [_entry(1e-2)["key"]]
+    # Trial 2's worker is this process: alive, so it is not reaped.
+    assert first.reap() == []
+
+
 # -- journal storage, local workers -------------------------------------------
 
 

@@ -197,7 +197,12 @@ class Engine:
             )
         if "settings" not in attrs:
             self.study.set_user_attr("settings", settings)
-            self.study.set_user_attr("plan", plan)
+        # A rerun with more grid points adds them; the plan only grows.
+        stored = attrs.get("plan", [])
+        known = {t["key"] for t in stored}
+        added = [t for t in plan if t["key"] not in known]
+        if added or "plan" not in attrs:
+            self.study.set_user_attr("plan", stored + added)
 
     @property
     def settings(self):
@@ -247,8 +252,6 @@ class Engine:
         optuna.storages.fail_stale_trials(self.study)
         still = {t.number for t in self.trials((running,))}
         reaped = sorted(stale - still)
-        for number in reaped:
-            self._set_status(number, "worker died (no heartbeat)")
         host = socket.gethostname()
         for trial in self.trials((running,)):
             worker = trial.user_attrs.get("worker")
@@ -362,8 +365,8 @@ class Engine:
 
     # -- results ---------------------------------------------------------------
 
-    def results(self):
-        """`(results, missing, errors)` over the plan, in plan order.
+    def results(self, keys=None):
+        """`(results, missing, errors)` over `keys` (default: the plan).
 
         `results`: the result of each planned key's COMPLETE trial;
         `missing`: keys not complete; `errors`: `(key, message)` of trials
@@ -377,7 +380,7 @@ class Engine:
                 done[key] = trial.user_attrs["result"]
             elif trial.user_attrs.get("status") == "error":
                 errors[key] = trial.user_attrs.get("error", "")
-        keys = [t["key"] for t in self.plan]
+        keys = keys or [t["key"] for t in self.plan]
         return (
             [done[k] for k in keys if k in done],
             [k for k in keys if k not in done],
