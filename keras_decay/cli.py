@@ -1,27 +1,41 @@
 """The `keras-decay` command (also `python -m keras_decay`).
 
-    keras-decay compare [--epochs 20] [--batch-size 32] [--lr 0.1]
-                        [--weight-decay 5e-4] [--dropout 0.5]
-                        [--lr-schedule none|exponential|step] [--momentum 0]
-                        [--runs plain,l2,l2_dropout] [--seed 1]
-                        [--logdir logs/compare-<timestamp>]
-                        [--dataset digits|mnist|fashion_mnist|cifar10]
-                        [--train-fraction 0.5] [--quiet]
+    keras-decay compare [options]   # plain vs L2 vs dropout, several seeds
+    keras-decay sweep [options]     # the weight decay chosen by training
 
-An invalid value ends the command with exit status 2 and one line on stderr
-that names the option; a failure the user can fix (a missing extra, an
-offline download) with exit status 1 and one line.
+The options are declared once, in `keras_decay.experiment.options`; this
+module only builds the parsers from them and dispatches. `--help` and
+argument errors import neither Keras nor TensorFlow. An invalid value ends
+the command with exit status 2 and one line on stderr naming the option; a
+failure the user can fix (a missing extra, an offline download, an unusable
+log folder or storage) with exit status 1 and one line.
 """
 
 import argparse
+import importlib.util
 import os
 import sys
 
-from keras_decay import _validation
+from keras_decay.experiment import options as options_lib
 
-_RUN_NAMES = ("plain", "l2", "l2_dropout")
-_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
-_LR_SCHEDULES = ("none", "exponential", "step")
+_DESCRIPTIONS = {
+    "compare": (
+        "train one small CNN plain, with L2 and with L2+dropout",
+        "Train the same CNN once per run and seed (same initial weights and "
+        "batches on a seed), on digits with 30 % of the training labels "
+        "flipped, then print mean ± sd over the seeds and write "
+        "results.json, comparison.png and one TensorBoard run per run and "
+        "seed into --logdir.",
+    ),
+    "sweep": (
+        "train over a grid or range of weight decays; find the best",
+        "Train one trial per weight decay, dropout and seed through an "
+        "Optuna study (a journal file in --logdir, or --storage shared by "
+        "several machines); rerunning resumes. Prints mean ± sd per weight "
+        "decay, the best one, and writes results.json and sweep.png.",
+    ),
+}
+_BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,157 +54,52 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def _option(parse, check, name, **kwargs):
-    """An argparse `type=` that parses the text, then applies `check`."""
+def _converter(option):
+    """An argparse `type=`: parse the text, then the option's check."""
 
     def convert(text):
         try:
-            value = parse(text)
-        except ValueError:
-            value = text  # `check` rejects the raw text in its own words.
-        try:
-            return check(value, name, **kwargs)
+            return option.validate(option.parse(text))
         except (TypeError, ValueError) as error:
             raise argparse.ArgumentTypeError(str(error)) from None
 
-    convert.__name__ = name  # argparse names the type in some messages.
+    convert.__name__ = option.name  # argparse names the type in messages.
     return convert
 
 
-def _number(text):
-    try:
-        return int(text)
-    except ValueError:
-        return float(text)
+def _default_text(value):
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
 
 
-def _runs(text):
-    from keras_decay.compare import check_runs
-
-    try:
-        return check_runs(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _add_compare_parser(subparsers):
+def _add_command(subparsers, command, handler):
+    summary, description = _DESCRIPTIONS[command]
     parser = subparsers.add_parser(
-        "compare",
-        help="train one CNN plain, with L2 and with L2+dropout; compare",
-        description=(
-            "Train the same small CNN three times (plain, l2, l2_dropout) "
-            "with the same initial weights and batches, then write "
-            "results.json, comparison.png and one folder per run into "
-            "--logdir, and print the results table."
-        ),
+        command,
+        help=summary,
+        description=description,
         formatter_class=_Formatter,
     )
-    positive_int = _validation.check_positive_int
-    parser.add_argument(
-        "--epochs",
-        type=_option(_number, positive_int, "epochs"),
-        default=20,
-        help="epochs per run",
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=_option(_number, positive_int, "batch_size"),
-        default=32,
-        help="mini-batch size",
-    )
-    parser.add_argument(
-        "--lr",
-        type=_option(float, _validation.check_positive_float, "lr"),
-        default=0.1,
-        help="SGD learning rate (initial rate with a schedule)",
-    )
-    parser.add_argument(
-        "--weight-decay",
-        type=_option(
-            float, _validation.check_non_negative_float, "weight_decay"
-        ),
-        default=5e-4,
-        help="WeightDecay rate on kernels (penalty rate/2*sum(w**2)) "
-        "in the l2 and l2_dropout runs",
-    )
-    parser.add_argument(
-        "--dropout",
-        type=_option(
-            float,
-            _validation.check_float,
-            "dropout",
-            low=0.0,
-            high=1.0,
-            high_inclusive=False,
-        ),
-        default=0.5,
-        help="dropout rate before the classifier in the l2_dropout run",
-    )
-    parser.add_argument(
-        "--lr-schedule",
-        choices=_LR_SCHEDULES,
-        default="none",
-        help="exponential: x0.9 per epoch; step: halved every 5 epochs",
-    )
-    parser.add_argument(
-        "--momentum",
-        type=_option(
-            float,
-            _validation.check_float,
-            "momentum",
-            low=0.0,
-            high=1.0,
-            high_inclusive=False,
-        ),
-        default=0.0,
-        help="SGD momentum",
-    )
-    parser.add_argument(
-        "--runs",
-        type=_runs,
-        default=",".join(_RUN_NAMES),
-        help="comma-separated subset of " + ",".join(_RUN_NAMES),
-    )
-    parser.add_argument(
-        "--seed",
-        type=_option(_number, _validation.check_int, "seed", low=0),
-        default=1,
-        help="seed of the initial weights, batch order, dropout masks "
-        "and validation split",
-    )
-    parser.add_argument(
-        "--logdir",
-        default=None,
-        help="output folder (default: logs/compare-<timestamp>)",
-    )
-    parser.add_argument(
-        "--dataset",
-        choices=_DATASETS,
-        default="digits",
-        help="digits is bundled with scikit-learn; the others are "
-        "downloaded by keras.datasets (needs internet the first time)",
-    )
-    parser.add_argument(
-        "--train-fraction",
-        type=_option(
-            float,
-            _validation.check_float,
-            "train_fraction",
-            low=0.0,
-            high=1.0,
-            low_inclusive=False,
-        ),
-        default=0.5,
-        help="stratified share of the training split used for training "
-        "(small, so that the plain model over-fits)",
-    )
-    parser.add_argument(
-        "--quiet",
-        action="store_true",
-        help="print only errors",
-    )
-    parser.set_defaults(handler=_run_compare)
-    return parser
+    for option in options_lib.options_for(command):
+        if option.flag:
+            parser.add_argument(
+                option.flag_name, action="store_true", help=option.help
+            )
+            continue
+        parser.add_argument(
+            option.flag_name,
+            type=_converter(option),
+            default=argparse.SUPPRESS,
+            metavar=option.metavar,
+            help=option.help
+            + (
+                ""
+                if option.default is None
+                else f" (default: {_default_text(option.default)})"
+            ),
+        )
+    parser.set_defaults(handler=handler, command=command)
 
 
 def build_parser():
@@ -203,34 +112,51 @@ def build_parser():
         dest="command", metavar="COMMAND", parser_class=_Parser
     )
     subparsers.required = True
-    _add_compare_parser(subparsers)
+    _add_command(subparsers, "compare", _run)
+    _add_command(subparsers, "sweep", _run)
     return parser
 
 
-def _run_compare(args):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from keras_decay import compare
+def _check_backend():
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    module = _BACKENDS.get(backend)
+    if module is None or importlib.util.find_spec(module) is None:
+        return (
+            f"KERAS_BACKEND={backend!r} is not usable here: the experiment "
+            f"runs on {', '.join(_BACKENDS)} (installed: "
+            f"{', '.join(m for m in _BACKENDS if importlib.util.find_spec(m))})"
+        )
+    return None
 
-    options = compare.CompareOptions(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        dropout=args.dropout,
-        lr_schedule=args.lr_schedule,
-        momentum=args.momentum,
-        runs=args.runs,
-        seed=args.seed,
-        logdir=args.logdir,
-        dataset=args.dataset,
-        train_fraction=args.train_fraction,
-        quiet=args.quiet,
-    )
-    try:
-        compare.run_comparison(options)
-    except compare.CompareError as error:
-        print(f"keras-decay compare: error: {error}", file=sys.stderr)
+
+def _run(args):
+    from keras_decay.experiment.data import ExperimentError
+
+    command = args.command
+    values = {
+        k: v for k, v in vars(args).items() if k not in ("handler", "command")
+    }
+    prefix = f"keras-decay {command}: error:"
+    problem = _check_backend()
+    if problem:
+        print(f"{prefix} {problem}", file=sys.stderr)
         return 1
+    try:
+        config = options_lib.settings(command, **values)
+        if command == "compare":
+            from keras_decay.experiment import compare as module
+        else:
+            from keras_decay.experiment import sweep as module
+        module.run(config)
+    except (TypeError, ValueError) as error:
+        print(f"{prefix} {error}", file=sys.stderr)
+        return 2
+    except ExperimentError as error:
+        print(f"{prefix} {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"keras-decay {command}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -1,0 +1,114 @@
+"""What `compare` and `sweep` share: the log folder, the run, the output."""
+
+import os
+import time
+
+from keras_decay.experiment import engine as engine_lib
+from keras_decay.experiment import options
+from keras_decay.experiment import report
+from keras_decay.experiment.data import ExperimentError
+from keras_decay.experiment.data import import_extra
+
+
+def prepare_logdir(logdir, command, keep=()):
+    """Creates `logdir` or checks it: a writable directory.
+
+    `keep` names files that mean "results already here": the folder is
+    refused if it holds one (the caller removes them for `--overwrite`).
+
+    Raises:
+        ExperimentError: not a directory, not writable, or holds results.
+    """
+    if os.path.exists(logdir) and not os.path.isdir(logdir):
+        raise ExperimentError(f"--logdir {logdir} is not a directory")
+    try:
+        os.makedirs(logdir, exist_ok=True)
+        probe = os.path.join(logdir, f".write-test-{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as error:
+        reason = error.strerror or error
+        raise ExperimentError(
+            f"--logdir {logdir} cannot be written: {reason}"
+        ) from None
+    found = [
+        name for name in keep if os.path.exists(os.path.join(logdir, name))
+    ]
+    if found:
+        raise ExperimentError(
+            f"--logdir {logdir} already holds results ({', '.join(found)}); "
+            f"pass --overwrite to replace them, or choose another --logdir"
+        )
+
+
+def check_extras(command):
+    """Fails fast, before any training, when an extra is missing."""
+    for module in ("sklearn", "matplotlib", "optuna"):
+        import_extra(module, f"keras-decay {command}")
+
+
+def journal_url(logdir):
+    path = os.path.abspath(os.path.join(logdir, engine_lib.JOURNAL_NAME))
+    return "journal://" + path
+
+
+def train(config, plan, storage, study, say):
+    """Trains the plan; returns `(results, seconds)` or raises on errors."""
+    start = time.perf_counter()
+    engine = engine_lib.execute(
+        storage,
+        study,
+        config.logdir,
+        options.hyperparameters(config),
+        plan,
+        workers=config.workers,
+        quiet=config.quiet,
+        say=say,
+    )
+    results, missing, errors = engine.results([t["key"] for t in plan])
+    seconds = time.perf_counter() - start
+    if errors:
+        key, message = errors[0]
+        raise ExperimentError(
+            f"{len(errors)} trial(s) failed in training, e.g. {key}: {message}"
+        )
+    if missing:
+        say(
+            f"{len(missing)} of {len(plan)} trial(s) not complete yet "
+            f"(running on other workers): the results below cover "
+            f"{len(results)}; run the command again to finish them"
+        )
+    return results, missing, seconds
+
+
+def title(config):
+    """The settings in one line, for a figure's title."""
+    rates = ""
+    if config.command == "compare":
+        rates = (
+            f"weight decay {config.weight_decay:g}, dropout "
+            f"{config.dropout:g}, "
+        )
+    return rates + (
+        f"{config.dataset}, label noise {config.label_noise:g}, SGD lr "
+        f"{config.lr:g} momentum {config.momentum:g}, batch "
+        f"{config.batch_size}, {config.epochs} epochs, "
+        f"lr schedule {config.lr_schedule}, seeds "
+        f"{','.join(map(str, config.seeds))}"
+    )
+
+
+def write_outputs(config, payload, figure, draw, table, say):
+    """Writes results.json and the figure; prints the table."""
+    results_path = os.path.join(config.logdir, "results.json")
+    report.write_json(results_path, payload)
+    figure_path = os.path.join(config.logdir, figure)
+    draw(figure_path)
+    say("")
+    say(table)
+    say("")
+    say(f"results: {results_path}")
+    say(f"figure:  {figure_path}")
+    say(f"TensorBoard: tensorboard --logdir {config.logdir}")
+    return results_path, figure_path

@@ -1,0 +1,540 @@
+"""Trials on one Optuna study, trained by worker processes.
+
+A *plan* is the list of trials a command wants (one dict per trial: run,
+weight decay, dropout, seed, and a `key` naming it). The plan and the
+settings are stored in the study's user attributes, every planned trial is
+enqueued once (`Study.enqueue_trial`), and worker processes
+(`python -m keras_decay.experiment.worker`) take WAITING trials one at a
+time until none is left, on this machine or on any other machine that
+opens the same storage and study. So:
+
+- a COMPLETE trial is never trained again: a rerun finds nothing to do;
+- two trials with the same key (two machines enqueueing at the same
+  moment) are trained once: the lowest-numbered one that has not failed is
+  the trial, a later one is marked `FAIL` with `status=duplicate` unrun;
+- a trial left RUNNING by a dead worker is failed (`status=worker died`)
+  and its key enqueued again. On the worker's own machine this is seen from
+  the worker's process id (Optuna's journal storage has no heartbeat); with
+  an RDB storage (`postgresql://...`) also from Optuna's heartbeat, for
+  workers on other machines.
+
+Storage: a journal file `<logdir>/experiment.journal` by default (no
+server), or any Optuna RDB URL; two processes creating the tables of an
+empty database at once can collide (optuna#1092), so opening is retried.
+"""
+
+import collections
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import warnings
+
+from keras_decay.experiment.data import ExperimentError
+from keras_decay.experiment.data import import_extra
+
+__all__ = [
+    "JOURNAL_NAME",
+    "Engine",
+    "trial_key",
+]
+
+JOURNAL_NAME = "experiment.journal"
+HEARTBEAT_SECONDS = 5
+GRACE_SECONDS = 20
+# A RUNNING trial without a worker record (its worker died between taking
+# it and recording itself) is an orphan after this long.
+ORPHAN_SECONDS = 120
+_OPEN_ATTEMPTS = 6
+
+
+Taken = collections.namedtuple("Taken", ["trial", "trial_id", "entry"])
+
+
+def trial_key(trial):
+    """The name of a planned trial: equal keys are the same training."""
+    return (
+        f"run={trial['run']} weight_decay={trial['weight_decay']!r} "
+        f"dropout={trial['dropout']!r} seed={trial['seed']}"
+    )
+
+
+def _optuna():
+    optuna = import_extra("optuna")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings(
+        "ignore", category=optuna.exceptions.ExperimentalWarning
+    )
+    return optuna
+
+
+def _process_start(pid):
+    """The process' start time in clock ticks (Linux), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return int(file.read().rpartition(")")[2].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid, start):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return start is None or _process_start(pid) in (None, start)
+
+
+def worker_identity():
+    pid = os.getpid()
+    return {
+        "host": socket.gethostname(),
+        "pid": pid,
+        "start": _process_start(pid),
+    }
+
+
+def _one_line(error):
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+class Engine:
+    """One study in one storage, seen from one process.
+
+    Args:
+        storage: An Optuna storage URL, or `journal://<path>`.
+        study: The study name.
+    """
+
+    def __init__(self, storage, study):
+        self.optuna = _optuna()
+        self.url, self.name = storage, study
+        self.storage = self._open_storage()
+        self.study = self._open_study()
+        self.study_id = self.storage.get_study_id_from_name(study)
+
+    # -- opening ---------------------------------------------------------------
+
+    def _open_storage(self):
+        optuna = self.optuna
+        if self.url.startswith("journal://"):
+            path = self.url[len("journal://") :]
+            from optuna.storages.journal import JournalFileBackend
+
+            try:
+                return optuna.storages.JournalStorage(JournalFileBackend(path))
+            except OSError as error:
+                raise ExperimentError(
+                    f"cannot open the journal {path}: {_one_line(error)}"
+                ) from None
+        kwargs = {}
+        if self.url.split("+")[0].startswith("postgresql"):
+            kwargs = {"connect_args": {"connect_timeout": 5}}
+        return self._retry(
+            lambda: optuna.storages.RDBStorage(
+                self.url,
+                engine_kwargs=kwargs,
+                heartbeat_interval=HEARTBEAT_SECONDS,
+                grace_period=GRACE_SECONDS,
+            ),
+            "open the storage",
+        )
+
+    def _retry(self, make, what):
+        """`make()`, retried: an empty database's tables can race."""
+        for attempt in range(_OPEN_ATTEMPTS):
+            try:
+                return make()
+            except ImportError as error:
+                raise ExperimentError(
+                    f"cannot {what} {_redact(self.url)}: {_one_line(error)} "
+                    f'(the PostgreSQL driver: pip install "psycopg[binary]")'
+                ) from None
+            except Exception as error:  # noqa: BLE001 (SQLAlchemy, drivers)
+                if attempt == _OPEN_ATTEMPTS - 1 or _unreachable(error):
+                    raise ExperimentError(
+                        f"cannot {what} {_redact(self.url)}: {_one_line(error)}"
+                    ) from None
+                time.sleep(0.2 * (attempt + 1))
+
+    def _open_study(self):
+        return self._retry(
+            lambda: self.optuna.create_study(
+                storage=self.storage,
+                study_name=self.name,
+                direction="maximize",
+                load_if_exists=True,
+            ),
+            f"open the study {self.name!r} in",
+        )
+
+    # -- the plan --------------------------------------------------------------
+
+    def set_plan(self, settings, plan):
+        """Stores the settings and plan, or checks them against the study's.
+
+        Raises:
+            ExperimentError: the study was made with other settings.
+        """
+        attrs = self.study.user_attrs
+        if "settings" in attrs and attrs["settings"] != settings:
+            old = attrs["settings"]
+            diff = ", ".join(
+                f"{k}={old.get(k)!r} (here {settings.get(k)!r})"
+                for k in sorted(set(old) | set(settings))
+                if old.get(k) != settings.get(k)
+            )
+            raise ExperimentError(
+                f"the study {self.name!r} in {_redact(self.url)} was made "
+                f"with other settings: {diff}; use the same options, another "
+                f"--study or another --logdir"
+            )
+        if "settings" not in attrs:
+            self.study.set_user_attr("settings", settings)
+        # A rerun with more grid points adds them; the plan only grows.
+        stored = attrs.get("plan", [])
+        known = {t["key"] for t in stored}
+        added = [t for t in plan if t["key"] not in known]
+        if added or "plan" not in attrs:
+            self.study.set_user_attr("plan", stored + added)
+
+    @property
+    def settings(self):
+        return self.study.user_attrs["settings"]
+
+    @property
+    def plan(self):
+        return self.study.user_attrs["plan"]
+
+    def trials(self, states=None):
+        return self.study.get_trials(deepcopy=False, states=states)
+
+    def top_up(self):
+        """Enqueues every planned trial without a live or finished copy.
+
+        A trial that failed with an error in training is not enqueued
+        again. Returns the number enqueued.
+        """
+        state = self.optuna.trial.TrialState
+        live = (state.WAITING, state.RUNNING, state.COMPLETE)
+        have, errors = set(), set()
+        for trial in self.trials():
+            key = trial.user_attrs.get("key")
+            if trial.state in live:
+                have.add(key)
+            elif trial.user_attrs.get("status") == "error":
+                errors.add(key)
+        added = 0
+        for trial in self.plan:
+            if trial["key"] not in have | errors:
+                self.study.enqueue_trial(
+                    _params(trial), user_attrs={"key": trial["key"]}
+                )
+                added += 1
+        return added
+
+    def reap(self):
+        """Fails trials left RUNNING by dead workers; returns their numbers.
+
+        Dead: a worker on this host whose process is gone, a RUNNING trial
+        without a worker record for `ORPHAN_SECONDS`, or (RDB storages) a
+        trial whose heartbeat stopped.
+        """
+        optuna = self.optuna
+        running = optuna.trial.TrialState.RUNNING
+        stale = {t.number for t in self.trials((running,))}
+        optuna.storages.fail_stale_trials(self.study)
+        still = {t.number for t in self.trials((running,))}
+        reaped = sorted(stale - still)
+        host = socket.gethostname()
+        for trial in self.trials((running,)):
+            worker = trial.user_attrs.get("worker")
+            if worker is None:
+                started = trial.datetime_start.timestamp()
+                dead = time.time() - started > ORPHAN_SECONDS
+            else:
+                dead = worker["host"] == host and not _alive(
+                    worker["pid"], worker["start"]
+                )
+            if dead and self._fail(trial.number, "worker died"):
+                reaped.append(trial.number)
+        return reaped
+
+    def _trial_id(self, number):
+        return self.storage.get_trial_id_from_study_id_trial_number(
+            self.study_id, number
+        )
+
+    def _set_status(self, number, status, **attrs):
+        trial_id = self._trial_id(number)
+        for key, value in dict(attrs, status=status).items():
+            self.storage.set_trial_user_attr(trial_id, key, value)
+
+    def _fail(self, number, status, **attrs):
+        """Marks a RUNNING trial FAIL; False if another process finished it."""
+        try:
+            self._set_status(number, status, **attrs)
+            fail = self.optuna.trial.TrialState.FAIL
+            return self.storage.set_trial_state_values(
+                self._trial_id(number), fail
+            )
+        except self.optuna.exceptions.UpdateFinishedTrialError:
+            return False
+
+    # -- workers -------------------------------------------------------------
+
+    def take(self):
+        """Claims one WAITING trial for this process: `(trial, plan entry)`.
+
+        Returns `None` when no trial is waiting. A claimed trial that
+        duplicates a trial with a lower number (equal key, not failed) is
+        marked `status=duplicate` and skipped.
+        """
+        optuna = self.optuna
+        state = optuna.trial.TrialState
+        plan = {t["key"]: t for t in self.plan}
+        while True:
+            claimed = None
+            for waiting in self.trials((state.WAITING,)):
+                trial_id = self._trial_id(waiting.number)
+                try:
+                    if self.storage.set_trial_state_values(
+                        trial_id, state.RUNNING
+                    ):
+                        claimed = waiting.number
+                        break
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    continue
+            if claimed is None:
+                return None
+            self.storage.set_trial_user_attr(
+                self._trial_id(claimed), "worker", worker_identity()
+            )
+            trial_id = self._trial_id(claimed)
+            key = self.storage.get_trial(trial_id).user_attrs.get("key")
+            first = min(
+                t.number
+                for t in self.trials()
+                if t.user_attrs.get("key") == key and t.state != state.FAIL
+            )
+            if key not in plan or first != claimed:
+                self._fail(claimed, "duplicate", duplicate_of=first)
+                continue
+            trial = optuna.Trial(self.study, trial_id)
+            choices = _choices(self.plan)
+            for name in _params(plan[key]):
+                trial.suggest_categorical(name, choices[name])
+            return Taken(trial, trial_id, plan[key])
+
+    def heartbeat(self, taken):
+        """A started thread recording the trial's heartbeat (RDB storages).
+
+        Returns a `threading.Event` that stops it, or `None`.
+        """
+        if not isinstance(self.storage, self.optuna.storages.RDBStorage):
+            return None
+        trial_id = taken.trial_id
+        stop = threading.Event()
+
+        def beat():
+            while not stop.wait(HEARTBEAT_SECONDS):
+                try:
+                    self.storage.record_heartbeat(trial_id)
+                except Exception:  # noqa: BLE001 (keep training)
+                    pass
+
+        self.storage.record_heartbeat(trial_id)
+        threading.Thread(target=beat, daemon=True).start()
+        return stop
+
+    def finish(self, taken, result):
+        """Stores the result and tells Optuna the final val accuracy."""
+        self.storage.set_trial_user_attr(taken.trial_id, "result", result)
+        self.storage.set_trial_user_attr(taken.trial_id, "status", "done")
+        self.study.tell(taken.trial, result["val_accuracy"])
+
+    def fail(self, taken, status, error=None):
+        attrs = {} if error is None else {"error": _one_line(error)}
+        self._fail(taken.trial.number, status, **attrs)
+
+    # -- results ---------------------------------------------------------------
+
+    def results(self, keys=None):
+        """`(results, missing, errors)` over `keys` (default: the plan).
+
+        `results`: the result of each planned key's COMPLETE trial;
+        `missing`: keys not complete; `errors`: `(key, message)` of trials
+        that failed with an error in training.
+        """
+        state = self.optuna.trial.TrialState
+        done, errors = {}, {}
+        for trial in self.trials():
+            key = trial.user_attrs.get("key")
+            if trial.state == state.COMPLETE and key not in done:
+                done[key] = trial.user_attrs["result"]
+            elif trial.user_attrs.get("status") == "error":
+                errors[key] = trial.user_attrs.get("error", "")
+        keys = keys or [t["key"] for t in self.plan]
+        return (
+            [done[k] for k in keys if k in done],
+            [k for k in keys if k not in done],
+            [(k, errors[k]) for k in keys if k in errors and k not in done],
+        )
+
+    def counts(self):
+        """`{state name: number of trials}`."""
+        counts = {}
+        for trial in self.trials():
+            counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+        return counts
+
+
+def _params(trial):
+    """The Optuna parameters of a planned trial (no `None`)."""
+    return {
+        "run": trial["run"],
+        "weight_decay": float(trial["weight_decay"] or 0.0),
+        "dropout": float(trial["dropout"] or 0.0),
+        "seed": int(trial["seed"]),
+    }
+
+
+def _choices(plan):
+    choices = {}
+    for trial in plan:
+        for name, value in _params(trial).items():
+            choices.setdefault(name, [])
+            if value not in choices[name]:
+                choices[name].append(value)
+    return choices
+
+
+def _redact(url):
+    """The URL without its password."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if at and ":" in credentials:
+        credentials = credentials.split(":")[0] + ":***"
+    return f"{scheme}{sep}{credentials}{at}{host}"
+
+
+def _unreachable(error):
+    """A connection refused / unknown host: retrying will not help."""
+    text = str(error).lower()
+    return any(
+        phrase in text
+        for phrase in (
+            "connection refused",
+            "could not translate host",
+            "name or service not known",
+            "timeout expired",
+            "password authentication failed",
+            "does not exist",
+            "unable to open database",
+        )
+    )
+
+
+# TensorFlow's start-up lines on machines without a GPU (absl C++ logging
+# cannot be silenced by TF_CPP_MIN_LOG_LEVEL before it is initialised), and
+# the retracing notice of a new model per trial.
+_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog"
+    r"|[IW]\d{4} [\d:. ]+\d+ \S+\.cc:\d+\]"
+    r"|E\d{4} [\d:. ]+\d+ cuda\S*\.cc:\d+\]"
+    r"|WARNING:tensorflow:.*triggered tf.function retracing)"
+)
+
+
+def _forward(stream):
+    """Copies a worker's stderr to ours, without TensorFlow's noise."""
+    for line in stream:
+        if line.strip() and not _NOISE.match(line):
+            sys.stderr.write(line)
+            sys.stderr.flush()
+
+
+def run_workers(storage, study, logdir, *, workers, quiet):
+    """Starts `workers` local worker processes; returns their exit codes."""
+    import keras_decay
+
+    root = os.path.dirname(
+        os.path.dirname(os.path.abspath(keras_decay.__file__))
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (root, env.get("PYTHONPATH")) if p
+    )
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if workers > 1:
+        # One thread per worker: the workers share the cores.
+        for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+            env.setdefault(name, str(max(1, (os.cpu_count() or 1) // workers)))
+        env.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    command = [
+        sys.executable,
+        "-m",
+        "keras_decay.experiment.worker",
+        "--storage",
+        storage,
+        "--study",
+        study,
+        "--logdir",
+        logdir,
+    ] + (["--quiet"] if quiet else [])
+    processes = [
+        subprocess.Popen(
+            command, env=env, stderr=subprocess.PIPE, text=True, bufsize=1
+        )
+        for _ in range(workers)
+    ]
+    forwarders = [
+        threading.Thread(target=_forward, args=(p.stderr,), daemon=True)
+        for p in processes
+    ]
+    for forwarder in forwarders:
+        forwarder.start()
+    try:
+        codes = [process.wait() for process in processes]
+        for forwarder in forwarders:
+            forwarder.join(timeout=5)
+        return codes
+    except BaseException:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait()
+        raise
+
+
+def execute(storage, study, logdir, settings, plan, *, workers, quiet, say):
+    """Runs `plan` on the study with `workers` local processes.
+
+    Re-queues trials of dead workers (also of this command's own workers
+    when one is killed) and runs the workers again, at most three rounds.
+
+    Returns:
+        The `Engine`, after every local worker has ended.
+    """
+    engine = Engine(storage, study)
+    engine.set_plan(settings, plan)
+    waiting_state = engine.optuna.trial.TrialState.WAITING
+    for _ in range(3):
+        reaped = engine.reap()
+        if reaped:
+            say(f"re-queued trial(s) {reaped}: their worker had died")
+        engine.top_up()
+        waiting = len(engine.trials((waiting_state,)))
+        if not waiting:
+            break
+        count = min(workers, waiting)
+        say(f"{waiting} trial(s) to train in {count} worker process(es)")
+        run_workers(storage, study, logdir, workers=count, quiet=quiet)
+    engine.reap()
+    return engine

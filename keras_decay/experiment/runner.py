@@ -1,0 +1,468 @@
+"""One trial of the experiment: build, train, measure.
+
+A trial is one model trained with one weight decay, one dropout rate and
+one seed. Every trial on a seed starts from the same initial weights (each
+initializer has its own seed, so adding a regularizer or a dropout layer
+changes no other weight) and sees the same mini-batches in the same order
+(a seeded batch order that does not depend on the model).
+
+Written with `keras.ops` and `keras.Model` only, so trials run on the
+TensorFlow, JAX and PyTorch backends. `WeightNormLogger` adds its weight-norm
+scalars to each trial's TensorBoard run where the backend supports it; the
+trial's own scalars and HParams are written with TensorBoard's TF-free
+event writer on every backend.
+"""
+
+import math
+import os
+import time
+
+import keras
+import numpy as np
+
+from keras_decay import schedules
+from keras_decay.experiment import data as data_lib
+from keras_decay.regularizers import WeightDecay
+
+__all__ = [
+    "EXPONENTIAL_DECAY_RATE",
+    "STEP_DECAY_EPOCHS",
+    "build_model",
+    "build_optimizer",
+    "global_weight_norm",
+    "timescale",
+    "train_trial",
+]
+
+# Exponential schedule: lr * EXPONENTIAL_DECAY_RATE ** (step / steps_per_epoch)
+EXPONENTIAL_DECAY_RATE = 0.9
+# Step schedule: lr * STEP_DECAY_FACTOR ** floor(epoch / STEP_DECAY_EPOCHS)
+STEP_DECAY_EPOCHS = 5
+STEP_DECAY_FACTOR = 0.5
+
+try:
+    from keras_decay.rules import timescale
+except ImportError:  # pragma: no cover - until keras_decay.rules is merged
+    # TODO(lead): replace by `keras_decay.rules.timescale` at merge.
+    def timescale(learning_rate, weight_decay, *, momentum=0.0, decoupled=True):
+        """`1 / (lr * wd)` decoupled, `(1 - momentum) / (lr * wd)` coupled."""
+        if weight_decay == 0:
+            return math.inf
+        scale = 1.0 if decoupled else 1.0 - momentum
+        return scale / (learning_rate * weight_decay)
+
+
+def build_model(
+    input_shape, num_classes, *, weight_decay=None, dropout=None, seed=1
+):
+    """The CNN of every trial.
+
+    `Conv2D(16, 3) -> MaxPooling2D -> Conv2D(32, 3) -> MaxPooling2D ->
+    Flatten -> Dense(64) -> [Dropout(dropout)] -> Dense(num_classes,
+    softmax)`. With `weight_decay` not `None`, `WeightDecay(weight_decay)`
+    is on every kernel (not on biases); with `dropout` not `None`, the
+    `Dropout` layer is there. Initial weights depend on `seed` only.
+    """
+    regularizer = None if weight_decay is None else WeightDecay(weight_decay)
+
+    def init(index):
+        return keras.initializers.GlorotUniform(seed=seed * 100 + index)
+
+    def conv(filters, index):
+        return keras.layers.Conv2D(
+            filters,
+            3,
+            padding="same",
+            activation="relu",
+            kernel_initializer=init(index),
+            kernel_regularizer=regularizer,
+        )
+
+    layers = [
+        keras.Input(shape=input_shape),
+        conv(16, 0),
+        keras.layers.MaxPooling2D(2),
+        conv(32, 1),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Flatten(),
+        keras.layers.Dense(
+            64,
+            activation="relu",
+            kernel_initializer=init(2),
+            kernel_regularizer=regularizer,
+        ),
+    ]
+    if dropout is not None:
+        layers.append(keras.layers.Dropout(dropout, seed=seed))
+    layers.append(
+        keras.layers.Dense(
+            num_classes,
+            activation="softmax",
+            kernel_initializer=init(3),
+            kernel_regularizer=regularizer,
+        )
+    )
+    return keras.Sequential(layers)
+
+
+def build_optimizer(lr, momentum, lr_schedule, steps_per_epoch):
+    """SGD with momentum and the learning-rate schedule.
+
+    - `"none"`: constant `lr`.
+    - `"exponential"`: `keras_decay.schedules.ExponentialDecay`,
+      `lr * 0.9 ** (step / steps_per_epoch)`.
+    - `"step"`: `keras_decay.schedules.StepDecay`,
+      `lr * 0.5 ** floor(epoch / 5)`: halved every 5 epochs.
+    """
+    learning_rate = lr
+    if lr_schedule == "exponential":
+        learning_rate = schedules.ExponentialDecay(
+            lr, decay_steps=steps_per_epoch, decay_rate=EXPONENTIAL_DECAY_RATE
+        )
+    elif lr_schedule == "step":
+        learning_rate = schedules.StepDecay(
+            lr,
+            steps_per_epoch=steps_per_epoch,
+            drop=STEP_DECAY_FACTOR,
+            epochs_per_drop=STEP_DECAY_EPOCHS,
+        )
+    return keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum)
+
+
+def global_weight_norm(model):
+    """`sqrt(sum(sum(w**2) for w in model.trainable_variables))`, a float."""
+    total = 0.0
+    for variable in model.trainable_variables:
+        value = keras.ops.convert_to_numpy(variable).astype("float64")
+        total += float(np.sum(np.square(value)))
+    return math.sqrt(total)
+
+
+# Above this many bytes of training images for all epochs together, the
+# batches are gathered one at a time (`_gather`) instead of in advance.
+_GATHER_LIMIT = 256 * 2**20
+
+
+def epoch_order(num_examples, batch_size, epochs, seed):
+    """The training examples of every epoch, batch after batch.
+
+    Each epoch is a fresh permutation drawn from `seed` only (not from the
+    model), cut to whole batches: `num_examples // batch_size` batches, the
+    remainder left out of that epoch (a different one each epoch). With
+    fewer examples than `batch_size`, one batch of all of them.
+
+    Returns:
+        `(indices, steps_per_epoch, batch_size)`, `indices` of shape
+        `(epochs, steps_per_epoch * batch_size)`.
+    """
+    batch_size = min(batch_size, num_examples)
+    steps = num_examples // batch_size
+    rng = np.random.default_rng(seed)
+    indices = np.stack(
+        [
+            rng.permutation(num_examples)[: steps * batch_size]
+            for _ in range(epochs)
+        ]
+    )
+    return indices, steps, batch_size
+
+
+def _gather(x, y, indices, batch_size):
+    """Yields the batches of `epoch_order`, epoch after epoch."""
+    for epoch in indices:
+        for start in range(0, len(epoch), batch_size):
+            batch = epoch[start : start + batch_size]
+            yield x[batch], y[batch]
+
+
+def _batches(data, batch_size, epochs, seed):
+    """`(fit arguments, steps_per_epoch)` for the seeded batch order."""
+    indices, steps, batch_size = epoch_order(
+        len(data.x_train), batch_size, epochs, seed
+    )
+    if data.x_train[0].nbytes * indices.size <= _GATHER_LIMIT:
+        # All epochs gathered once: Keras slices them in order, no
+        # per-batch Python (`steps_per_epoch` keeps its place between
+        # epochs).
+        flat = indices.reshape(-1)
+        kwargs = {
+            "x": data.x_train[flat],
+            "y": data.y_train[flat],
+            "batch_size": batch_size,
+            "steps_per_epoch": steps,
+            "shuffle": False,
+        }
+    else:
+        # One generator over all epochs: its order cannot depend on when
+        # Keras prefetches.
+        kwargs = {
+            "x": _gather(data.x_train, data.y_train, indices, batch_size),
+            "steps_per_epoch": steps,
+            "shuffle": False,
+        }
+    return kwargs, steps
+
+
+HISTORY_KEYS = (
+    "loss",
+    "running_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "train_accuracy",
+    "train_accuracy_clean",
+    "memorized",
+    "weight_norm",
+    "learning_rate",
+)
+
+
+class _Measure(keras.callbacks.Callback):
+    """After each epoch, in inference mode, from one compiled prediction.
+
+    `train_accuracy` is against the labels trained on (noisy),
+    `train_accuracy_clean` against the true ones, `memorized` the share of
+    flipped training examples predicted as their flipped label.
+    `running_accuracy` is Keras' `accuracy`: the mean over the epoch's
+    batches in training mode (dropout on), against the noisy labels.
+    """
+
+    def __init__(self, data, progress=None, epochs=None, writer=None):
+        super().__init__()
+        self.data, self.progress = data, progress
+        self.epochs, self.writer = epochs, writer
+        self._x = np.concatenate([data.x_train, data.x_val])
+        self.history = {key: [] for key in HISTORY_KEYS}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        rate = keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+        self.history["learning_rate"].append(float(rate))
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        d, h = self.data, self.history
+        probabilities = np.asarray(self.model.predict_on_batch(self._x))
+        n = len(d.x_train)
+        predicted = np.argmax(probabilities, axis=-1)
+        train, val = predicted[:n], predicted[n:]
+        p_val = probabilities[n:][np.arange(len(d.y_val)), d.y_val]
+        h["loss"].append(float(logs.get("loss", math.nan)))
+        h["running_accuracy"].append(float(logs.get("accuracy", math.nan)))
+        h["val_loss"].append(float(-np.mean(np.log(np.maximum(p_val, 1e-7)))))
+        h["val_accuracy"].append(float(np.mean(val == d.y_val)))
+        h["train_accuracy"].append(float(np.mean(train == d.y_train)))
+        h["train_accuracy_clean"].append(
+            float(np.mean(train == d.y_train_clean))
+        )
+        h["memorized"].append(
+            float(np.mean(train[d.flipped] == d.y_train[d.flipped]))
+            if d.flipped.any()
+            else 0.0
+        )
+        h["weight_norm"].append(global_weight_norm(self.model))
+        if self.writer is not None:
+            self.writer.scalars(
+                epoch, {k: v[-1] for k, v in h.items() if k != "loss"}
+            )
+        if self.progress is not None:
+            self.progress(
+                f"epoch {epoch + 1:>{len(str(self.epochs))}}/{self.epochs}"
+                f"  batch-mean acc (noisy labels, dropout on) "
+                f"{h['running_accuracy'][-1]:.3f}"
+                f"  inference acc: train {h['train_accuracy'][-1]:.3f}"
+                f"  val {h['val_accuracy'][-1]:.3f}"
+                f"  memorized {h['memorized'][-1]:.3f}"
+            )
+
+
+class _EventWriter:
+    """A trial's scalars and HParams, written without TensorFlow."""
+
+    def __init__(self, run_dir, hparams):
+        from tensorboard.compat.proto import event_pb2
+        from tensorboard.plugins.hparams import summary_v2
+        from tensorboard.summary.writer import event_file_writer
+
+        self._event = event_pb2.Event
+        self._writer = event_file_writer.EventFileWriter(
+            os.path.join(run_dir, "train")
+        )
+        summary = summary_v2.hparams_pb(hparams)
+        self._writer.add_event(
+            self._event(wall_time=time.time(), step=0, summary=summary)
+        )
+
+    def scalars(self, step, values):
+        from tensorboard.compat.proto import summary_pb2
+        from tensorboard.compat.proto import tensor_pb2
+        from tensorboard.compat.proto import types_pb2
+        from tensorboard.plugins.scalar import metadata
+
+        summary = summary_pb2.Summary()
+        for name, value in values.items():
+            entry = summary.value.add(tag=f"trial/{name}")
+            entry.tensor.CopyFrom(
+                tensor_pb2.TensorProto(
+                    dtype=types_pb2.DT_FLOAT, float_val=[float(value)]
+                )
+            )
+            entry.metadata.CopyFrom(metadata.create_summary_metadata("", ""))
+        self._writer.add_event(
+            self._event(wall_time=time.time(), step=step, summary=summary)
+        )
+
+    def close(self):
+        self._writer.close()
+
+
+_SKIPPED_LOGGER = []
+
+
+class _OptionalWeightNormLogger(keras.callbacks.Callback):
+    """`WeightNormLogger`, skipped with one line where it cannot run."""
+
+    def __init__(self, run_dir, say):
+        super().__init__()
+        from keras_decay.callbacks import WeightNormLogger
+
+        self._logger = WeightNormLogger(log_dir=run_dir)
+        self._say, self._on = say, True
+
+    def set_model(self, model):
+        super().set_model(model)
+        self._logger.set_model(model)
+
+    def on_train_begin(self, logs=None):
+        try:
+            self._logger.on_train_begin(logs)
+        except (RuntimeError, NotImplementedError) as error:
+            self._on = False
+            if _SKIPPED_LOGGER:  # said once per process
+                return
+            _SKIPPED_LOGGER.append(True)
+            backend = keras.backend.backend()
+            message = str(error).splitlines()[0] if str(error) else error
+            self._say(
+                f"WeightNormLogger skipped on the {backend} backend "
+                f"({message}); the trial's own scalars are still written"
+            )
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._on:
+            self._logger.on_epoch_end(epoch, logs)
+
+    def on_train_end(self, logs=None):
+        if self._on:
+            self._logger.on_train_end(logs)
+
+
+_DATA_CACHE = {}
+
+
+def _data(config, seed):
+    key = (
+        config["dataset"],
+        config["train_fraction"],
+        config["label_noise"],
+        seed,
+    )
+    if key not in _DATA_CACHE:
+        _DATA_CACHE[key] = data_lib.load_data(
+            config["dataset"],
+            config["train_fraction"],
+            seed,
+            label_noise=config["label_noise"],
+        )
+    return _DATA_CACHE[key]
+
+
+def train_trial(
+    config, trial, run_dir, *, say=None, progress=False, return_model=False
+):
+    """Trains one trial; returns its result (a JSON-ready dict).
+
+    Args:
+        config: Dict of the training settings (`options.hyperparameters`).
+        trial: Dict with `run`, `weight_decay` and `dropout` (`None`: no
+            such layer or regularizer) and `seed`.
+        run_dir: The trial's TensorBoard folder.
+        say: Callable printing one line, or `None`.
+        progress: Bool. Whether to `say` one line per epoch.
+        return_model: Bool. Whether to return `(result, model)`.
+    """
+    say = say or (lambda line: None)
+    seed = trial["seed"]
+    data = _data(config, seed)
+    keras.utils.set_random_seed(seed)
+    model = build_model(
+        data.x_train.shape[1:],
+        data.num_classes,
+        weight_decay=trial["weight_decay"],
+        dropout=trial["dropout"],
+        seed=seed,
+    )
+    batches, steps_per_epoch = _batches(
+        data, config["batch_size"], config["epochs"], seed
+    )
+    model.compile(
+        optimizer=build_optimizer(
+            config["lr"],
+            config["momentum"],
+            config["lr_schedule"],
+            steps_per_epoch,
+        ),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        # One compiled call per epoch; PyTorch's trainer takes only 1.
+        steps_per_execution=(
+            1 if keras.backend.backend() == "torch" else steps_per_epoch
+        ),
+    )
+    os.makedirs(run_dir, exist_ok=True)
+    hparams = {
+        "run": trial["run"],
+        "weight_decay": trial["weight_decay"] or 0.0,
+        "dropout": trial["dropout"] or 0.0,
+        "seed": seed,
+    }
+    writer = _EventWriter(run_dir, hparams)
+    measure = _Measure(
+        data,
+        progress=say if progress else None,
+        epochs=config["epochs"],
+        writer=writer,
+    )
+    start = time.perf_counter()
+    try:
+        model.fit(
+            **batches,
+            epochs=config["epochs"],
+            callbacks=[measure, _OptionalWeightNormLogger(run_dir, say)],
+            verbose=0,
+        )
+    finally:
+        writer.close()
+    seconds = time.perf_counter() - start
+    h = measure.history
+    best = int(np.argmax(h["val_accuracy"]))
+    tau = timescale(
+        config["lr"],
+        trial["weight_decay"] or 0.0,
+        momentum=config["momentum"],
+        decoupled=False,
+    )
+    final = {key: h[key][-1] for key in HISTORY_KEYS if key != "learning_rate"}
+    result = dict(
+        hparams,
+        **final,
+        best_val_accuracy=h["val_accuracy"][best],
+        best_epoch=best + 1,
+        tau_steps=None if math.isinf(tau) else tau,
+        steps_trained=steps_per_epoch * config["epochs"],
+        num_train=len(data.x_train),
+        num_val=len(data.x_val),
+        num_flipped=int(data.flipped.sum()),
+        seconds=seconds,
+        log_dir=run_dir,
+        history=h,
+    )
+    return (result, model) if return_model else result

@@ -1,0 +1,99 @@
+"""A worker process: trains WAITING trials of one study until none is left.
+
+    python -m keras_decay.experiment.worker --storage URL --study NAME \\
+        --logdir DIR [--quiet]
+
+Started by `keras-decay compare` and `keras-decay sweep` (`--workers N`
+starts N); the settings and the plan come from the study. Exit status 0,
+or 1 when a trial failed with an error (the others still ran).
+"""
+
+import argparse
+import os
+import signal
+import sys
+
+
+def _first_line(error):
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="keras_decay.experiment.worker")
+    parser.add_argument("--storage", required=True)
+    parser.add_argument("--study", required=True)
+    parser.add_argument("--logdir", required=True)
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    from keras_decay.experiment.data import ExperimentError
+    from keras_decay.experiment.engine import Engine
+
+    try:
+        engine = Engine(args.storage, args.study)
+        return _work(engine, args)
+    except ExperimentError as error:
+        print(f"keras-decay worker: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _work(engine, args):
+    from keras_decay.experiment import runner
+
+    settings, status = engine.settings, 0
+    while True:
+        engine.reap()
+        engine.top_up()
+        taken = engine.take()
+        if taken is None:
+            return status
+        entry = taken.entry
+
+        def say(line, label=entry["label"]):
+            if not args.quiet:
+                print(f"[{label}] {line}", flush=True)
+
+        stop = engine.heartbeat(taken)
+        try:
+            result = runner.train_trial(
+                settings,
+                entry,
+                os.path.join(args.logdir, entry["dir"]),
+                say=say,
+                progress=True,
+            )
+        except KeyboardInterrupt:
+            engine.fail(taken, "interrupted")
+            raise
+        except Exception as error:  # noqa: BLE001 (report, go on)
+            engine.fail(taken, "error", error)
+            print(
+                f"keras-decay: trial {entry['label']} failed: "
+                f"{type(error).__name__}: {_first_line(error)}",
+                file=sys.stderr,
+                flush=True,
+            )
+            status = 1
+            continue
+        finally:
+            if stop is not None:
+                stop.set()
+        engine.finish(taken, result)
+        say(
+            f"done in {result['seconds']:.1f} s: val acc "
+            f"{result['val_accuracy']:.3f}, memorized "
+            f"{result['memorized']:.3f}"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,390 @@
+"""Tests for `keras-decay sweep` and its Optuna engine.
+
+Real parts: worker processes on a journal file, a worker killed mid-trial,
+and a real PostgreSQL server (initdb + pg_ctl in a temporary folder) shared
+by two `keras-decay sweep` processes standing for two machines. Each trial
+is tiny (2 epochs on 10 % of digits).
+"""
+
+import glob
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import optuna
+import pytest
+
+from keras_decay.experiment import engine as engine_lib
+from keras_decay.experiment import options
+from keras_decay.experiment import sweep
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The engine does not depend on the backend (its workers inherit
+# KERAS_BACKEND, and tests/test_compare.py trains on every backend): the
+# tests that start worker processes run once, in the TensorFlow pass.
+once = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="backend-independent engine, run in the TensorFlow pass",
+)
+TINY = ["--epochs", "2", "--train-fraction", "0.1", "--quiet"]
+GRID = ["--weight-decay", "0,1e-2", "--seeds", "1,2"]  # 4 trials
+
+
+def _sweep(logdir, *extra, timeout=600, wait=True):
+    command = [sys.executable, "-m", "keras_decay", "sweep", *TINY, *extra]
+    command += ["--logdir", str(logdir)]
+    if not wait:
+        return subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+    return subprocess.run(
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _study(storage, name="keras-decay-sweep"):
+    if storage.startswith("journal://"):
+        from optuna.storages.journal import JournalFileBackend
+
+        storage = optuna.storages.JournalStorage(
+            JournalFileBackend(storage[len("journal://") :])
+        )
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def _journal(logdir):
+    return "journal://" + os.path.join(str(logdir), engine_lib.JOURNAL_NAME)
+
+
+def _assert_each_planned_trial_complete_once(study, expected_keys):
+    state = optuna.trial.TrialState
+    trials = study.get_trials()
+    assert not [t.number for t in trials if t.state == state.RUNNING]
+    assert not [t.number for t in trials if t.state == state.WAITING]
+    complete = [
+        t.user_attrs["key"] for t in trials if t.state == state.COMPLETE
+    ]
+    assert sorted(complete) == sorted(expected_keys)
+    return trials
+
+
+def _planned_keys(**values):
+    return [t["key"] for t in sweep.plan(options.settings("sweep", **values))]
+
+
+# -- the plan ---------------------------------------------------------------
+
+
+def test_grid_plan_is_every_point_on_every_seed():
+    config = options.settings(
+        "sweep", weight_decay="0,1e-3", dropout="0,0.5", seeds="1,2"
+    )
+    trials = sweep.plan(config)
+    got = sorted(
+        (t["weight_decay"] or 0.0, t["dropout"] or 0.0, t["seed"])
+        for t in trials
+    )
+    expected = sorted(
+        (w, d, s) for w in (0.0, 1e-3) for d in (0.0, 0.5) for s in (1, 2)
+    )
+    assert got == expected
+    assert len({t["key"] for t in trials}) == 8
+    # Zero means "no such layer / regularizer".
+    assert all(
+        (t["weight_decay"] is None) == (t["dir"].startswith("trials/wd_0-"))
+        for t in trials
+    )
+
+
+def test_log_uniform_range_draws_one_value_per_log_slice_reproducibly():
+    config = options.settings(
+        "sweep", weight_decay="1e-5:1e-1", trials=8, seeds="1"
+    )
+    rates = [t["weight_decay"] for t in sweep.plan(config)]
+    again = [t["weight_decay"] for t in sweep.plan(config)]
+    assert rates == again and len(set(rates)) == 8
+    # One value in each of the 8 equal slices of [log 1e-5, log 1e-1]
+    # (3 significant digits of rounding may cross a slice edge by 0.1 %).
+    edges = np.linspace(np.log(1e-5), np.log(1e-1), 9)
+    slices = np.searchsorted(edges, np.log(rates)) - 1
+    assert sorted(slices) == list(range(8))
+    assert all(1e-5 * 0.999 <= r <= 1e-1 * 1.001 for r in rates)
+
+
+def test_two_ranges_are_drawn_together_a_range_and_grid_crossed():
+    both = options.settings(
+        "sweep", weight_decay="1e-4:1e-2", dropout="0.1:0.5", trials=4
+    )
+    trials = sweep.plan(both)
+    assert len(trials) == 4 * 3  # 4 pairs x 3 seeds
+    dropouts = sorted({t["dropout"] for t in trials})
+    assert len(dropouts) == 4 and 0.1 <= dropouts[0] and dropouts[-1] <= 0.5
+    crossed = options.settings(
+        "sweep", weight_decay="1e-4:1e-2", dropout="0,0.5", trials=3, seeds=1
+    )
+    assert len(sweep.plan(crossed)) == 3 * 2
+
+
+# -- bad input: one line, before training ------------------------------------
+
+
+@once
+def test_unreachable_database_is_one_line_before_training(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens
+    completed = _sweep(
+        tmp_path, "--storage", f"postgresql://u:secret@127.0.0.1:{port}/db"
+    )
+    assert completed.returncode == 1
+    lines = completed.stderr.strip().splitlines()
+    assert lines[-1].startswith("keras-decay sweep: error: cannot open")
+    assert "secret" not in completed.stderr and "Traceback" not in lines[-1]
+    assert not os.path.exists(tmp_path / "trials")
+
+
+def test_a_study_made_with_other_settings_is_refused(tmp_path):
+    storage = _journal(tmp_path)
+    os.makedirs(tmp_path, exist_ok=True)
+    engine = engine_lib.Engine(storage, "s")
+    engine.set_plan({"epochs": 2}, [])
+    with pytest.raises(
+        engine_lib.ExperimentError, match="epochs=2 \\(here 3\\)"
+    ):
+        engine_lib.Engine(storage, "s").set_plan({"epochs": 3}, [])
+
+
+def _entry(rate, seed=1):
+    trial = {
+        "run": "sweep",
+        "weight_decay": rate,
+        "dropout": None,
+        "seed": seed,
+        "label": f"wd {rate}",
+        "dir": f"wd_{rate}",
+    }
+    return dict(trial, key=engine_lib.trial_key(trial))
+
+
+def test_plan_grows_and_duplicates_are_claimed_once(tmp_path):
+    storage = _journal(tmp_path)
+    first = engine_lib.Engine(storage, "s")
+    first.set_plan({"epochs": 2}, [_entry(1e-3)])
+    assert first.top_up() == 1 and first.top_up() == 0
+    # A second "machine" adds a grid point, and races: it enqueues the
+    # first point again before seeing the first machine's copy.
+    second = engine_lib.Engine(storage, "s")
+    second.set_plan({"epochs": 2}, [_entry(1e-3), _entry(1e-2)])
+    assert [t["key"] for t in second.plan] == [
+        _entry(1e-3)["key"],
+        _entry(1e-2)["key"],
+    ]
+    second.study.enqueue_trial(
+        {"run": "sweep", "weight_decay": 1e-3, "dropout": 0.0, "seed": 1},
+        user_attrs={"key": _entry(1e-3)["key"]},
+    )
+    assert second.top_up() == 1  # only the new point
+    taken = [first.take(), second.take(), first.take()]
+    # Trial 1 duplicates trial 0: marked and skipped; trial 2 is the new one.
+    assert [t.trial.number for t in taken[:2]] == [0, 2]
+    assert taken[2] is None
+    state = optuna.trial.TrialState
+    trials = first.trials()
+    assert trials[1].state == state.FAIL
+    assert trials[1].user_attrs["status"] == "duplicate"
+    assert trials[1].user_attrs["duplicate_of"] == 0
+    assert taken[0].trial.params["weight_decay"] == 1e-3
+    first.finish(taken[0], {"val_accuracy": 0.5})
+    results, missing, errors = first.results()
+    assert results == [{"val_accuracy": 0.5}] and not errors
+    assert missing == [_entry(1e-2)["key"]]
+    # Trial 2's worker is this process: alive, so it is not reaped.
+    assert first.reap() == []
+
+
+# -- journal storage, local workers -------------------------------------------
+
+
+@once
+def test_journal_two_workers_complete_a_grid_once_and_rerun_trains_nothing(
+    tmp_path,
+):
+    completed = _sweep(tmp_path, *GRID, "--workers", "2")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    keys = _planned_keys(weight_decay="0,1e-2", seeds="1,2")
+    study = _study(_journal(tmp_path))
+    trials = _assert_each_planned_trial_complete_once(study, keys)
+    assert len(trials) == 4
+    written = json.loads((tmp_path / "results.json").read_text())
+    rows = {r["weight_decay"]: r for r in written["aggregate"]}
+    assert sorted(rows) == [0.0, 1e-2]
+    for rate, row in rows.items():
+        values = [
+            t["val_accuracy"]
+            for t in written["trials"]
+            if t["weight_decay"] == rate
+        ]
+        np.testing.assert_allclose(row["val_accuracy"]["mean"], np.mean(values))
+        np.testing.assert_allclose(
+            row["val_accuracy"]["sd"], np.std(values, ddof=1)
+        )
+    best = max(written["aggregate"], key=lambda r: r["val_accuracy"]["mean"])
+    assert written["best"]["weight_decay"] == best["weight_decay"]
+    assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    # Rerun: every trial is complete, no worker starts, nothing is added.
+    again = _sweep(tmp_path, *GRID, "--workers", "2")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(_study(_journal(tmp_path)).get_trials()) == 4
+    rerun = json.loads((tmp_path / "results.json").read_text())
+    assert rerun["aggregate"] == written["aggregate"]
+
+
+@once
+def test_worker_killed_mid_trial_then_rerun_completes_without_duplicate(
+    tmp_path,
+):
+    argv = ["--weight-decay", "1e-3,1e-2", "--seeds", "1", "--workers", "1"]
+    process = _sweep(tmp_path, *argv, wait=False)
+    journal = tmp_path / engine_lib.JOURNAL_NAME
+    running = optuna.trial.TrialState.RUNNING
+    deadline = time.monotonic() + 300
+    victim = None
+    while victim is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        if process.poll() is not None:
+            break
+        if journal.exists():
+            for trial in _study(_journal(tmp_path)).get_trials():
+                if trial.state == running and "worker" in trial.user_attrs:
+                    victim = trial.number
+    assert victim is not None, process.communicate()[1][-2000:]
+    # The whole command dies at once, as when a machine is lost.
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate()
+    study = _study(_journal(tmp_path))
+    assert study.trials[victim].state == running  # left behind
+    completed = _sweep(tmp_path, *argv)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    keys = _planned_keys(weight_decay="1e-3,1e-2", seeds="1")
+    trials = _assert_each_planned_trial_complete_once(
+        _study(_journal(tmp_path)), keys
+    )
+    dead = trials[victim]
+    assert dead.state == optuna.trial.TrialState.FAIL
+    assert dead.user_attrs["status"] == "worker died"
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert len(written["trials"]) == 2
+
+
+# -- PostgreSQL: two "machines" on one study --------------------------------
+
+
+def _postgres_bin():
+    found = shutil.which("initdb")
+    if found:
+        return os.path.dirname(os.path.realpath(found))
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return os.path.dirname(candidates[-1]) if candidates else None
+
+
+def _as_user():
+    """Command prefix to run PostgreSQL's binaries (they refuse root)."""
+    if os.geteuid() != 0:
+        return [], None
+    for name in ("postgres", "nobody"):
+        try:
+            user = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        if shutil.which("runuser"):
+            return ["runuser", "-u", name, "--"], user
+        return [
+            "setpriv",
+            f"--reuid={user.pw_uid}",
+            f"--regid={user.pw_gid}",
+            "--clear-groups",
+            "--",
+        ], user
+    pytest.fail("running as root without a postgres or nobody user")
+
+
+@pytest.fixture
+def postgres_url():
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (.ci/run installs it)")
+    prefix, user = _as_user()
+    folder = tempfile.mkdtemp(prefix="keras-decay-pg-")
+    data = os.path.join(folder, "data")
+    if user is not None:
+        os.chown(folder, user.pw_uid, user.pw_gid)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    def run(*args):
+        subprocess.run(
+            prefix + [os.path.join(bin_dir, args[0]), *args[1:]],
+            check=True,
+            capture_output=True,
+            timeout=120,
+            cwd=folder,
+        )
+
+    run("initdb", "-D", data, "-U", "sweep", "--auth=trust", "-E", "UTF8")
+    run(
+        "pg_ctl",
+        "-D",
+        data,
+        "-l",
+        os.path.join(folder, "log"),
+        "-o",
+        f"-h 127.0.0.1 -p {port} -k {folder}",
+        "-w",
+        "start",
+    )
+    try:
+        yield f"postgresql://sweep@127.0.0.1:{port}/postgres"
+    finally:
+        run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@once
+def test_postgresql_two_machines_share_one_study(postgres_url, tmp_path):
+    argv = [*GRID, "--storage", postgres_url, "--study", "two-machines"]
+    machines = [
+        _sweep(tmp_path / f"machine{i}", *argv, "--workers", "1", wait=False)
+        for i in (1, 2)
+    ]
+    outputs = [m.communicate(timeout=600) for m in machines]
+    for machine, (_, err) in zip(machines, outputs):
+        assert machine.returncode == 0, err[-3000:]
+    keys = _planned_keys(weight_decay="0,1e-2", seeds="1,2")
+    study = optuna.load_study(study_name="two-machines", storage=postgres_url)
+    trials = _assert_each_planned_trial_complete_once(study, keys)
+    for trial in trials:
+        if trial.state == optuna.trial.TrialState.FAIL:
+            assert trial.user_attrs["status"] == "duplicate"
