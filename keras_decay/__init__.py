@@ -5,12 +5,16 @@ Public modules: `keras_decay.regularizers`, `keras_decay.conventions`,
 `keras_decay.callbacks`, `keras_decay.rules`.
 The most used names are re-exported here.
 
-The names are imported on first use (PEP 562), so that the `keras-decay`
-command answers `--help` and argument errors without importing Keras and
-TensorFlow.
+`import keras_decay` imports every public module, which registers every
+keras_decay class with Keras: `keras.saving.load_model` of a model that uses
+them needs that import first. Only the `keras-decay` command (its entry
+point, the top-level module `keras_decay_cli`, is imported first) defers
+the imports to first use (PEP 562), so that `--help` and argument errors
+answer without importing Keras and TensorFlow.
 """
 
 import importlib
+import sys
 
 __version__ = "0.1.0"
 
@@ -46,3 +50,8 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(_EXPORTS))
+
+
+if "keras_decay_cli" not in sys.modules:
+    for _name in __all__:
+        __getattr__(_name)

@@ -18,9 +18,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Keras was imported.
 _PROBE = """
 import sys
-from keras_decay import cli
+import keras_decay_cli
 try:
-    cli.main(sys.argv[1:])
+    keras_decay_cli.main(sys.argv[1:])
 except SystemExit:
     pass
 heavy = ("tensorflow", "keras", "jax", "torch", "optuna", "matplotlib")
