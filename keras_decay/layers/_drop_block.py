@@ -100,7 +100,7 @@ def drop_block_2d(inputs, rate, block_size, data_format=None, seed=None):
     total = ops.cast(ops.size(keep), "float32")
     kept = ops.maximum(ops.sum(keep), _MIN_KEPT * total)
     mask = ops.stop_gradient(keep * (total / kept))
-    return inputs * ops.cast(mask, inputs.dtype)
+    return ops.multiply(inputs, ops.cast(mask, inputs.dtype))
 
 
 def _grow_blocks(seeds, block_h, block_w):
