@@ -1,17 +1,17 @@
-"""Learning-rate schedules with a momentum warm-up, printed epoch by epoch.
+"""Learning-rate and momentum schedules, printed epoch by epoch.
 
-Trains the same small CNN twice with `SGD()`: once with an exponential
-learning-rate schedule (x0.7 per epoch) and once with a step schedule
-("halve every 2 epochs"). In both runs `MomentumScheduler` ramps SGD's
-momentum linearly from 0.5 to 0.9 over the first 2 epochs, then holds it.
+Trains the same small CNN three times with `keras_decay.optimizers.SGD`,
+whose momentum is a schedule like its learning rate: an exponential
+learning rate (x0.7 per epoch) and a step one ("halve every 2 epochs"),
+both with the momentum ramped linearly from 0.5 to 0.9 over the first 2
+epochs; then the 1cycle policy (`OneCycle` + `OneCycleMomentum`, PyTorch's
+`OneCycleLR` with `cycle_momentum=True`) over the whole run.
 
     python examples/schedules_momentum.py            # 6 epochs per run
     python examples/schedules_momentum.py --epochs 2 # quicker
 
-The table shows, after each epoch, the values the next step will use:
-momentum from `history.history["momentum"]` (MomentumScheduler logs it), the
-learning rate from `optimizer.learning_rate` (the schedule at the current
-step; Keras does not log it by itself).
+The table shows, after each epoch, the values the next step will use, from
+`optimizer.current_hyperparameters()` (Python floats).
 Needs scikit-learn for the bundled digits: pip install "keras-decay[examples]".
 """
 
@@ -25,9 +25,11 @@ import keras
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from keras_decay.callbacks import MomentumScheduler
+from keras_decay import optimizers
 from keras_decay.schedules import ExponentialDecay
 from keras_decay.schedules import LinearRamp
+from keras_decay.schedules import OneCycle
+from keras_decay.schedules import OneCycleMomentum
 from keras_decay.schedules import StepDecay
 
 BATCH_SIZE = 32
@@ -50,16 +52,15 @@ def train(name, learning_rate, momentum, data, epochs):
     x_train, x_val, y_train, y_val = data
     keras.utils.set_random_seed(0)  # same weights and batches for each run
     model = make_model()
-    optimizer = keras.optimizers.SGD(learning_rate=learning_rate)
+    optimizer = optimizers.SGD(learning_rate=learning_rate, momentum=momentum)
     model.compile(
         optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
 
-    def log_learning_rate(epoch, logs):
-        rate = keras.ops.convert_to_numpy(optimizer.learning_rate)
-        logs["learning_rate"] = float(rate)
+    def log_hyperparameters(epoch, logs):
+        logs.update(optimizer.current_hyperparameters())
 
     history = model.fit(
         x_train,
@@ -69,8 +70,7 @@ def train(name, learning_rate, momentum, data, epochs):
         validation_data=(x_val, y_val),
         verbose=0,
         callbacks=[
-            MomentumScheduler(momentum),
-            keras.callbacks.LambdaCallback(on_epoch_end=log_learning_rate),
+            keras.callbacks.LambdaCallback(on_epoch_end=log_hyperparameters)
         ],
     )
     print(f"\n{name}")
@@ -78,7 +78,7 @@ def train(name, learning_rate, momentum, data, epochs):
     logs = history.history
     for epoch in range(epochs):
         print(
-            f"{epoch + 1:11d}  {logs['learning_rate'][epoch]:13.6f}  "
+            f"{epoch + 1:11d}  {logs['learning_rate'][epoch]:13.6g}  "
             f"{logs['momentum'][epoch]:8.4f}  {logs['val_accuracy'][epoch]:.4f}"
         )
 
@@ -109,6 +109,17 @@ def main():
         0.05, steps_per_epoch=steps_per_epoch, drop=0.5, epochs_per_drop=2
     )
     train("StepDecay", step, momentum, data, args.epochs)
+
+    # 1cycle: lr 0.004 -> 0.1 over 30 % of the steps, then down to 4e-7;
+    # momentum 0.95 -> 0.85 -> 0.95, mirrored.
+    total = args.epochs * steps_per_epoch
+    train(
+        "OneCycle + OneCycleMomentum",
+        OneCycle(0.1, total_steps=total),
+        OneCycleMomentum(total_steps=total),
+        data,
+        args.epochs,
+    )
 
 
 if __name__ == "__main__":

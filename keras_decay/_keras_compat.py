@@ -7,10 +7,10 @@ breaks it here, with a clear name.
 """
 
 __all__ = [
-    "built_variables",
     "child_layers",
     "is_builtin_optimizer",
     "learning_rate_value",
+    "model_variable",
     "is_functional",
     "should_write_summaries",
     "schedule_step",
@@ -103,21 +103,32 @@ def learning_rate_value(optimizer):
     return optimizer._learning_rate
 
 
-def built_variables(optimizer):
-    """The model variables a built optimizer was built with, in order.
+def model_variable(optimizer, variable):
+    """The `keras.Variable` the optimizer was built with for `variable`.
 
-    Keras 3.3–3.15: `BaseOptimizer._trainable_variables` (private), the list
-    that `_get_variable_index` indexes.
+    Keras 3.3–3.15: on TensorFlow, `update_step` receives the backend
+    `tf.Variable` (or a replica's component); `_get_variable_index` maps it
+    to its position in `BaseOptimizer._trainable_variables` (private).
     """
-    return list(optimizer._trainable_variables)
+    index = optimizer._get_variable_index(variable)
+    return optimizer._trainable_variables[index]
 
 
 def uses_weight_decay(optimizer, variable):
     """Whether Keras' decoupled weight decay applies to `variable`.
 
     Keras 3.3–3.15: `BaseOptimizer._use_weight_decay(variable)` (private)
-    applies the rules set by the public `exclude_from_weight_decay`.
+    applies the rules set by the public `exclude_from_weight_decay`. Its
+    name patterns are matched against what Keras' update receives: on
+    TensorFlow the `tf.Variable` (`"dense/kernel:0"`), elsewhere the
+    `keras.Variable` (`"kernel"`); so is it here.
     """
+    import keras
+
+    if keras.backend.backend() == "tensorflow" and isinstance(
+        variable, keras.Variable
+    ):
+        variable = variable.value
     return optimizer._use_weight_decay(variable)
 
 

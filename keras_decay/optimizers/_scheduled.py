@@ -31,7 +31,6 @@ update (with momentum 0 it equals the plain update exactly), written in
 
 import inspect
 import numbers
-import warnings
 
 import keras
 import numpy as np
@@ -228,11 +227,18 @@ class ScheduledHyperparameters:
     # Per-variable hooks, Python floats resolved when the update is traced.
 
     def _decay_multiplier(self, variable):
-        """Factor on the weight decay of `variable` (0: not decayed)."""
+        """Factor on the weight decay of `variable` (0: not decayed).
+
+        `variable` is the model's `keras.Variable`; called when the update
+        is traced, returns a Python float.
+        """
         return 1.0 if _keras_compat.uses_weight_decay(self, variable) else 0.0
 
     def _lr_multiplier(self, variable):
-        """Factor on the learning rate of `variable`'s update."""
+        """Factor on the learning rate of `variable`'s update (and decay).
+
+        `variable` is the model's `keras.Variable`; a Python float.
+        """
         return 1.0
 
     def _apply_weight_decay(self, variables):
@@ -241,20 +247,23 @@ class ScheduledHyperparameters:
         return
 
     def update_step(self, gradient, variable, learning_rate):
-        lr_multiplier = self._lr_multiplier(variable)
+        # The hooks see the `keras.Variable` (with `.path`) on every
+        # backend; the update works on what Keras passes.
+        model_variable = _keras_compat.model_variable(self, variable)
+        lr_multiplier = self._lr_multiplier(model_variable)
         if lr_multiplier != 1.0:
             learning_rate = ops.multiply(learning_rate, lr_multiplier)
-        self._decay(variable, learning_rate)
+        self._decay(variable, learning_rate, model_variable)
         self._update(gradient, variable, learning_rate)
 
     def _update(self, gradient, variable, learning_rate):
         """The Keras class's update (reads the resolved hyperparameters)."""
         super().update_step(gradient, variable, learning_rate)
 
-    def _decay(self, variable, learning_rate):
+    def _decay(self, variable, learning_rate, model_variable):
         if vars(self)["_hyperparameters"].get("weight_decay") is None:
             return
-        multiplier = self._decay_multiplier(variable)
+        multiplier = self._decay_multiplier(model_variable)
         if multiplier == 0.0:
             return
         lr = ops.cast(learning_rate, variable.dtype)
@@ -338,12 +347,11 @@ class ScheduledHyperparameters:
 
 
 def _placeholder(signature, name):
+    """A valid float for Keras' own checks while a schedule is passed."""
     default = signature.parameters[name].default
-    return (
-        0.0
-        if default is None or default is inspect.Parameter.empty
-        else (default)
-    )
+    if isinstance(default, float) and name != "weight_decay":
+        return default
+    return 0.0 if name == "weight_decay" else 0.9
 
 
 def _learning_rate_at(optimizer, step):
@@ -431,8 +439,7 @@ def take_over(optimizer, model_variables, equivalents):
             "keras_decay.optimizers can be scheduled. Received: "
             f"optimizer={type(optimizer).__name__}"
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        optimizer.__class__ = own_class
+    # The class, not an attribute or a method, changes: the state stays.
+    optimizer.__class__ = own_class
     optimizer._take_over(model_variables)
     return True
