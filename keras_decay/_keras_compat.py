@@ -7,6 +7,7 @@ breaks it here, with a clear name.
 """
 
 __all__ = [
+    "built_variables",
     "child_layers",
     "is_builtin_optimizer",
     "learning_rate_value",
@@ -101,6 +102,15 @@ def learning_rate_value(optimizer):
     step.
     """
     return optimizer._learning_rate
+
+
+def built_variables(optimizer):
+    """The model variables a built optimizer was built with, in order.
+
+    Keras 3.3–3.15: `BaseOptimizer._trainable_variables` (private), the list
+    that `_get_variable_index` indexes.
+    """
+    return list(optimizer._trainable_variables)
 
 
 def model_variable(optimizer, variable):
