@@ -136,6 +136,15 @@ def learning_rate_value(optimizer):
     return optimizer._learning_rate
 
 
+def built_variables(optimizer):
+    """The model variables a built optimizer was built with, in order.
+
+    Keras 3.3–3.15: `BaseOptimizer._trainable_variables` (private), the list
+    that `_get_variable_index` indexes.
+    """
+    return list(optimizer._trainable_variables)
+
+
 def model_variable(optimizer, variable):
     """The `keras.Variable` the optimizer was built with for `variable`.
 

@@ -246,6 +246,9 @@ class DecayGroups:
         config = super().get_config()
         groups = self._groups()
         if groups is None:
+            # A Keras optimizer taken over by a scheduler callback follows
+            # Keras' rule; so must the optimizer loaded from its config.
+            config["decay_exclude"] = None
             return config
         if groups.ndim_rule:
             exclude = list(groups.patterns) if groups.patterns else "auto"
