@@ -35,3 +35,4 @@ def channels_first_param():
             "(oneDNN is enabled on Intel only)",
         ),
     )
+
