@@ -35,4 +35,3 @@ def channels_first_param():
             "(oneDNN is enabled on Intel only)",
         ),
     )
-

@@ -209,6 +209,12 @@ def test_adam_schedule_and_weight_decay(tmp_path):
         [0.02, 0.02],
         rtol=1e-6,
     )
+    # Decoupled decay forgets over tau = 1 / (lr * wd) steps.
+    np.testing.assert_allclose(
+        [v for _, v in scalars(events, "decay/timescale_steps")],
+        [1.0 / (lr * 0.02) for lr in want],
+        rtol=1e-5,
+    )
 
 
 def test_integer_update_freq_uses_iterations(tmp_path):

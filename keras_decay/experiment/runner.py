@@ -23,6 +23,7 @@ import numpy as np
 from keras_decay import schedules
 from keras_decay.experiment import data as data_lib
 from keras_decay.regularizers import WeightDecay
+from keras_decay.rules import timescale
 
 __all__ = [
     "EXPONENTIAL_DECAY_RATE",
@@ -30,7 +31,6 @@ __all__ = [
     "build_model",
     "build_optimizer",
     "global_weight_norm",
-    "timescale",
     "train_trial",
 ]
 
@@ -39,17 +39,6 @@ EXPONENTIAL_DECAY_RATE = 0.9
 # Step schedule: lr * STEP_DECAY_FACTOR ** floor(epoch / STEP_DECAY_EPOCHS)
 STEP_DECAY_EPOCHS = 5
 STEP_DECAY_FACTOR = 0.5
-
-try:
-    from keras_decay.rules import timescale
-except ImportError:  # pragma: no cover - until keras_decay.rules is merged
-    # TODO(lead): replace by `keras_decay.rules.timescale` at merge.
-    def timescale(learning_rate, weight_decay, *, momentum=0.0, decoupled=True):
-        """`1 / (lr * wd)` decoupled, `(1 - momentum) / (lr * wd)` coupled."""
-        if weight_decay == 0:
-            return math.inf
-        scale = 1.0 if decoupled else 1.0 - momentum
-        return scale / (learning_rate * weight_decay)
 
 
 def build_model(
@@ -444,11 +433,16 @@ def train_trial(
     seconds = time.perf_counter() - start
     h = measure.history
     best = int(np.argmax(h["val_accuracy"]))
-    tau = timescale(
-        config["lr"],
-        trial["weight_decay"] or 0.0,
-        momentum=config["momentum"],
-        decoupled=False,
+    # Coupled L2 (our WeightDecay) under SGD with momentum; none: infinite.
+    tau = (
+        timescale(
+            config["lr"],
+            trial["weight_decay"],
+            momentum=config["momentum"],
+            decoupled=False,
+        )
+        if trial["weight_decay"]
+        else math.inf
     )
     final = {key: h[key][-1] for key in HISTORY_KEYS if key != "learning_rate"}
     result = dict(

@@ -7,6 +7,7 @@ import warnings
 import keras
 from keras import ops
 
+from keras_decay import rules
 from keras_decay._keras_compat import should_write_summaries
 from keras_decay._keras_compat import sync_jax_state
 from keras_decay._keras_compat import unwrap_optimizer
@@ -296,8 +297,14 @@ class WeightNormLogger(keras.callbacks.Callback):
         )
 
     def _decay_scalars(self, optimizer):
-        """Extra `{tag: float}` logged about weight decay (none yet)."""
-        return {}
+        """`decay/timescale_steps` when the training has a weight decay.
+
+        `tau = rules.optimizer_timescale(optimizer, model)`: the decoupled
+        weight decay of the optimizer plus the coupled L2 of the model's
+        regularizers (under SGD), at the optimizer's current step.
+        """
+        tau = rules.optimizer_timescale(optimizer, self.model)
+        return {} if tau is None else {"decay/timescale_steps": tau}
 
     # -- callback hooks -------------------------------------------------------
 
