@@ -38,9 +38,9 @@ def child_layers(layer):
 def is_functional(model):
     """Whether `model` is a functional model (not a Sequential or subclass).
 
-    Keras 3.15: the class `keras.src.models.functional.Functional` is not
-    exported; `keras.Model(inputs, outputs)` returns an instance of it, and
-    `Sequential` subclasses it, so the check is by exact class name.
+    Keras 3.15: Keras' internal class `Functional` (models/functional.py)
+    is not exported; `keras.Model(inputs, outputs)` returns an instance of
+    it, and `Sequential` subclasses it, so the check is by exact class name.
     """
     return type(model).__name__ == "Functional"
 
@@ -178,9 +178,10 @@ def is_builtin_optimizer(optimizer, keras_class):
     """Whether `optimizer` is Keras' own `keras_class`, not a user subclass.
 
     Keras 3.15, PyTorch backend: `keras.optimizers.SGD(...)` returns an
-    instance of a backend class (`keras.src.backend.torch.optimizers.
-    torch_sgd.SGD`) that subclasses `keras_class`; elsewhere the class is
-    `keras_class` itself. Checked by the defining module's package.
+    instance of a backend class (`SGD` in Keras' internal
+    backend/torch/optimizers/torch_sgd.py) that subclasses `keras_class`;
+    elsewhere the class is `keras_class` itself. Checked by the defining
+    module's package.
     """
     module = type(optimizer).__module__ or ""
     return isinstance(optimizer, keras_class) and (
