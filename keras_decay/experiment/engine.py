@@ -518,6 +518,7 @@ def execute(storage, study, logdir, settings, plan, *, workers, quiet, say):
 
     Re-queues trials of dead workers (also of this command's own workers
     when one is killed) and runs the workers again, at most three rounds.
+    With `workers=0` the trials are trained in this process instead.
 
     Returns:
         The `Engine`, after every local worker has ended.
@@ -533,6 +534,12 @@ def execute(storage, study, logdir, settings, plan, *, workers, quiet, say):
         waiting = len(engine.trials((waiting_state,)))
         if not waiting:
             break
+        if workers == 0:
+            from keras_decay.experiment import worker
+
+            say(f"{waiting} trial(s) to train in this process")
+            worker.work(engine, logdir, quiet=quiet)
+            continue
         count = min(workers, waiting)
         say(f"{waiting} trial(s) to train in {count} worker process(es)")
         run_workers(storage, study, logdir, workers=count, quiet=quiet)

@@ -355,8 +355,10 @@ OPTIONS = (
     Option(
         "workers",
         2,
-        "local worker processes training trials at the same time",
-        _positive_int("workers"),
+        "local worker processes training trials at the same time; 0 "
+        "trains them one after another in this process (no start-up, as "
+        "in a notebook)",
+        lambda v: check_int(v, "workers", low=0, expected="an integer >= 0"),
         _number,
         metavar="N",
     ),

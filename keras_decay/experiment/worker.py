@@ -4,8 +4,9 @@
         --logdir DIR [--quiet]
 
 Started by `keras-decay compare` and `keras-decay sweep` (`--workers N`
-starts N); the settings and the plan come from the study. Exit status 0,
-or 1 when a trial failed with an error (the others still ran).
+starts N; `--workers 0` calls `work` in the command's own process); the
+settings and the plan come from the study. Exit status 0, or 1 when a trial
+failed with an error (the others still ran).
 """
 
 import argparse
@@ -38,7 +39,7 @@ def main(argv=None):
 
     try:
         engine = Engine(args.storage, args.study)
-        return _work(engine, args)
+        return work(engine, args.logdir, quiet=args.quiet)
     except ExperimentError as error:
         print(f"keras-decay worker: error: {error}", file=sys.stderr)
         return 1
@@ -46,7 +47,11 @@ def main(argv=None):
         return 130
 
 
-def _work(engine, args):
+def work(engine, logdir, *, quiet=False):
+    """Trains the study's WAITING trials in this process until none is left.
+
+    Returns 0, or 1 when a trial failed with an error (the others still ran).
+    """
     from keras_decay.experiment import runner
 
     settings, status = engine.settings, 0
@@ -59,7 +64,7 @@ def _work(engine, args):
         entry = taken.entry
 
         def say(line, label=entry["label"]):
-            if not args.quiet:
+            if not quiet:
                 print(f"[{label}] {line}", flush=True)
 
         stop = engine.heartbeat(taken)
@@ -67,7 +72,7 @@ def _work(engine, args):
             result = runner.train_trial(
                 settings,
                 entry,
-                os.path.join(args.logdir, entry["dir"]),
+                os.path.join(logdir, entry["dir"]),
                 say=say,
                 progress=True,
             )
