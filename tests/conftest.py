@@ -5,12 +5,41 @@ tests run on a real engine in this process: two logical CPU devices for
 `tf.distribute.MirroredStrategy`, two host devices for JAX's
 `keras.distribution.DataParallel`. Everything else runs on the first device,
 as it would without them.
+
+The suite runs in `pytest-xdist` workers (`-n auto` in setup.cfg: one worker
+a core, at most four). Each worker gets its share of the cores as its
+thread count (TensorFlow, XLA, OpenMP): uncapped, two workers on two cores
+each start a thread per core and run slower than one worker. `pytest -n 0`
+runs in this process with every core.
 """
 
 import os
 
+MAX_WORKERS = 4
+
+
+def _cap_threads_per_worker():
+    count = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if count is None:
+        return
+    threads = str(max(1, (os.cpu_count() or 1) // int(count)))
+    for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(name, threads)
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+    if threads == "1":
+        _add_xla_flag("--xla_cpu_multi_thread_eigen=false")
+
+
+def _add_xla_flag(flag):
+    flags = os.environ.get("XLA_FLAGS", "").split()
+    name = flag.split("=")[0]
+    if not any(f.split("=")[0] == name for f in flags):
+        os.environ["XLA_FLAGS"] = " ".join(flags + [flag])
+
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+_add_xla_flag("--xla_force_host_platform_device_count=2")
+_cap_threads_per_worker()
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
@@ -33,6 +62,18 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "jax_only: needs the JAX backend")
     config.addinivalue_line(
         "markers",
+        "backend_independent: checks code that does not depend on the Keras "
+        "backend (option parsing, the sweep engine, the plan and report); "
+        "runs once, in the TensorFlow pass",
+    )
+    config.addinivalue_line(
+        "markers",
+        "min_versions: also run by the minimum-versions leg of .ci/run "
+        "(the oldest TensorFlow and Keras that setup.cfg declares): what "
+        "depends on their versions",
+    )
+    config.addinivalue_line(
+        "markers",
         "backends(*names): runs only on these Keras backends "
         "(tensorflow, jax, torch); the test says why next to the marker",
     )
@@ -43,7 +84,17 @@ def pytest_configure(config):
     )
 
 
-_ONLY = {"tensorflow_only": "tensorflow", "jax_only": "jax"}
+_ONLY = {
+    "tensorflow_only": "tensorflow",
+    "jax_only": "jax",
+    "backend_independent": "tensorflow",
+}
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker a core, at most `MAX_WORKERS` (each imports
+    a backend: about 1 GiB of memory)."""
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
 
 
 def _compiles_with_torch(item):
@@ -59,9 +110,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         for marker, needed in _ONLY.items():
             if marker in item.keywords and backend != needed:
-                item.add_marker(
-                    pytest.mark.skip(reason=f"needs the {needed} backend")
+                reason = (
+                    "backend-independent: runs once, in the TensorFlow pass"
+                    if marker == "backend_independent"
+                    else f"needs the {needed} backend"
                 )
+                item.add_marker(pytest.mark.skip(reason=reason))
         if backend == "torch" and _compiles_with_torch(item):
             item.add_marker(
                 pytest.mark.skip(

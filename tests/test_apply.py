@@ -12,6 +12,9 @@ from keras_decay import apply_weight_decay
 from keras_decay.regularizers import L1Decay
 from keras_decay.regularizers import WeightDecay
 
+# Also run by the minimum-versions leg of .ci/run (oldest TensorFlow, Keras).
+pytestmark = pytest.mark.min_versions
+
 
 def _cnn():
     return keras.Sequential(

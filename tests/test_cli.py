@@ -2,6 +2,7 @@
 
 import json
 import os
+import runpy
 import subprocess
 import sys
 
@@ -28,6 +29,7 @@ print("IMPORTED", sorted({m.split(".")[0] for m in sys.modules} & set(heavy)))
 """
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize(
     "argv",
     [
@@ -52,6 +54,7 @@ def test_help_and_argument_errors_import_no_backend(argv):
     assert "Traceback" not in completed.stderr
 
 
+@pytest.mark.backend_independent
 def test_help_lists_every_declared_option_with_its_default(capsys):
     for command in options.COMMANDS:
         with pytest.raises(SystemExit):
@@ -63,6 +66,7 @@ def test_help_lists_every_declared_option_with_its_default(capsys):
     assert "(default: plain,l2,l2_dropout)" in out or command == "sweep"
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize(
     "command, option, value",
     [
@@ -80,7 +84,7 @@ def test_help_lists_every_declared_option_with_its_default(capsys):
         ("compare", "--seeds", "1,x"),
         ("compare", "--dataset", "imagenet"),
         ("compare", "--train-fraction", "0"),
-        ("compare", "--workers", "0"),
+        ("compare", "--workers", "-1"),
         ("sweep", "--weight-decay", ""),
         ("sweep", "--weight-decay", "1e-2:1e-3"),
         ("sweep", "--weight-decay", "0:1e-1"),
@@ -103,6 +107,7 @@ def test_invalid_option_exits_with_one_line_naming_it(
     assert "Traceback" not in err
 
 
+@pytest.mark.backend_independent
 def test_range_without_trials_is_one_line(tmp_path, capsys):
     status = cli.main(
         ["sweep", "--weight-decay", "1e-5:1e-1", "--logdir", str(tmp_path)]
@@ -112,6 +117,7 @@ def test_range_without_trials_is_one_line(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "`trials`" in err
 
 
+@pytest.mark.backend_independent
 def test_missing_command_is_an_error(capsys):
     with pytest.raises(SystemExit) as info:
         cli.main([])
@@ -119,6 +125,7 @@ def test_missing_command_is_an_error(capsys):
     assert "COMMAND" in capsys.readouterr().err
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("kind", ["file", "under_a_file"])
 def test_unusable_logdir_is_one_line_before_training(kind, tmp_path, capsys):
     path = tmp_path / "a_file"
@@ -132,6 +139,7 @@ def test_unusable_logdir_is_one_line_before_training(kind, tmp_path, capsys):
     assert not list(tmp_path.glob("**/*.journal"))
 
 
+@pytest.mark.backend_independent
 def test_unknown_backend_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("KERAS_BACKEND", "mxnet")
     status = cli.main(["compare", "--logdir", str(tmp_path)])
@@ -140,7 +148,18 @@ def test_unknown_backend_is_one_line(tmp_path, monkeypatch, capsys):
     assert len(err.splitlines()) == 1 and "KERAS_BACKEND='mxnet'" in err
 
 
-def test_python_dash_m_compare_end_to_end(tmp_path):
+def _python_dash_m(argv, monkeypatch, capsys):
+    """`python -m keras_decay ARGV` in this process: `(status, out, err)`."""
+    monkeypatch.setattr(sys, "argv", ["keras_decay", *argv])
+    with pytest.raises(SystemExit) as info:
+        runpy.run_module("keras_decay", run_name="__main__", alter_sys=True)
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
+def test_python_dash_m_compare_end_to_end(tmp_path, monkeypatch, capsys):
+    # In this process (`--workers 0`); the worker processes and the command
+    # as a process of its own are tested in tests/test_sweep.py.
     logdir = tmp_path / "out"
     argv = [
         "compare",
@@ -156,19 +175,13 @@ def test_python_dash_m_compare_end_to_end(tmp_path):
         "1e-3",
         "--lr-schedule",
         "exponential",
+        "--workers",
+        "0",
         "--logdir",
         str(logdir),
     ]
-    completed = subprocess.run(
-        [sys.executable, "-m", "keras_decay", *argv],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-2000:]
-    out = completed.stdout
+    status, out, err = _python_dash_m(argv, monkeypatch, capsys)
+    assert status == 0, err[-2000:]
     assert "[plain seed 3] epoch 1/2  batch-mean acc (noisy labels" in out
     assert "inference acc: train" in out
     assert "| run | seeds | val acc (final) |" in out
@@ -183,17 +196,10 @@ def test_python_dash_m_compare_end_to_end(tmp_path):
         )
         assert f"| {trial['run']} | 1 | {trial['val_accuracy']:.3f} |" in out
     # The logdir now holds results: a second run is refused in one line.
-    again = subprocess.run(
-        [sys.executable, "-m", "keras_decay", *argv],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert again.returncode == 1
+    status, _, err = _python_dash_m(argv, monkeypatch, capsys)
+    assert status == 1
     assert (
-        again.stderr.strip()
+        err.strip()
         .splitlines()[-1]
         .endswith(
             "pass --overwrite to replace them, or choose another --logdir"

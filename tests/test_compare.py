@@ -320,6 +320,8 @@ def compared(tmp_path_factory):
         seeds="1,2",
         runs="plain,dropout",
         quiet=True,
+        workers=0,  # in this process: the worker processes are tested in
+        # tests/test_sweep.py
         **TINY,
     )
     return config, compare.run(config)
@@ -404,7 +406,7 @@ def test_offline_download_is_a_one_line_error(monkeypatch):
         ({"seeds": "-1"}, "seeds"),
         ({"dataset": "imagenet"}, "dataset"),
         ({"train_fraction": 0.0}, "train_fraction"),
-        ({"workers": 0}, "workers"),
+        ({"workers": -1}, "workers"),
     ],
 )
 def test_bad_options_are_rejected(kwargs, name):

@@ -30,6 +30,9 @@ from keras_decay import optimizers
 from keras_decay import regularizers
 from keras_decay import schedules
 
+# Also run by the minimum-versions leg of .ci/run (oldest TensorFlow, Keras).
+pytestmark = pytest.mark.min_versions
+
 PACKAGE = "keras_decay"
 # A feature map for the functional `drop_block_2d`'s bad-input cases.
 _FEATURES = np.ones((1, 4, 4, 1), "float32")

@@ -8,6 +8,9 @@ from keras_decay.conventions import CONVENTIONS
 from keras_decay.conventions import convert
 from keras_decay.regularizers import WeightDecay
 
+# Also run by the minimum-versions leg of .ci/run (oldest TensorFlow, Keras).
+pytestmark = pytest.mark.min_versions
+
 
 def _penalty(regularizer, w):
     return float(regularizer(keras.ops.array(w)))

@@ -20,6 +20,9 @@ from keras_decay import layers
 from keras_decay import schedules
 from keras_decay.regularizers import L1Decay
 
+# Also run by the minimum-versions leg of .ci/run (oldest TensorFlow, Keras).
+pytestmark = pytest.mark.min_versions
+
 BACKEND = keras.backend.backend()
 HERE = os.path.dirname(os.path.abspath(__file__))
 

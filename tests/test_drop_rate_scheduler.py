@@ -14,6 +14,9 @@ from keras_decay.layers import ClassicDropout
 from keras_decay.layers import DropBlock2D
 from keras_decay.layers import DropConnectDense
 
+# Also run by the minimum-versions leg of .ci/run (oldest TensorFlow, Keras).
+pytestmark = pytest.mark.min_versions
+
 BACKEND = keras.backend.backend()
 
 RAMP_STEPS = 6

@@ -21,6 +21,9 @@ from tests.test_optimizers import _check
 from tests.test_optimizers import _fit
 from tests.test_optimizers import _model
 
+# Also run by the minimum-versions leg of .ci/run (oldest TensorFlow, Keras).
+pytestmark = pytest.mark.min_versions
+
 RAMP = LinearRamp(0.0, 0.9, 5)
 RAMP_NP = ref.linear_ramp(0.0, 0.9, 5)
 

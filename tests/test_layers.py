@@ -21,6 +21,9 @@ from keras_decay.layers import drop_block_2d
 from keras_decay.layers import stochastic_depth_rates
 from tests._platform import channels_first_param
 
+# Also run by the minimum-versions leg of .ci/run (oldest TensorFlow, Keras).
+pytestmark = pytest.mark.min_versions
+
 
 def _np(x):
     return ops.convert_to_numpy(x)

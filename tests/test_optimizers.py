@@ -19,6 +19,9 @@ from keras_decay import optimizers
 from keras_decay import schedules
 from tests import _numpy_reference as ref
 
+# Also run by the minimum-versions leg of .ci/run (oldest TensorFlow, Keras).
+pytestmark = pytest.mark.min_versions
+
 RTOL, ATOL = 1e-5, 1e-6
 TRACES = [0]
 TRACED = pytest.mark.skipif(

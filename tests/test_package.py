@@ -5,11 +5,15 @@ import subprocess
 import sys
 
 import keras
+import pytest
 
 from keras_decay import layers
 from keras_decay import optimizers
 from keras_decay import regularizers
 from keras_decay import schedules
+
+# Also run by the minimum-versions leg of .ci/run (oldest TensorFlow, Keras).
+pytestmark = pytest.mark.min_versions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -8,6 +8,9 @@ from keras_decay.regularizers import ElasticDecay
 from keras_decay.regularizers import L1Decay
 from keras_decay.regularizers import WeightDecay
 
+# Also run by the minimum-versions leg of .ci/run (oldest TensorFlow, Keras).
+pytestmark = pytest.mark.min_versions
+
 RTOL = 1e-6  # float32 arithmetic on small tensors
 
 

@@ -23,6 +23,9 @@ from keras_decay.schedules import ExponentialDecay
 from keras_decay.schedules import LinearRamp
 from keras_decay.schedules import StepDecay
 
+# Also run by the minimum-versions leg of .ci/run (oldest TensorFlow, Keras).
+pytestmark = pytest.mark.min_versions
+
 STEPS_PER_EPOCH, EPOCHS, BATCH = 4, 3, 4
 LR = StepDecay(
     0.1, steps_per_epoch=STEPS_PER_EPOCH, drop=0.5, epochs_per_drop=1

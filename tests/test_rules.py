@@ -14,6 +14,9 @@ from keras_decay.rules import scale_weight_decay
 from keras_decay.rules import timescale
 from keras_decay.rules import weight_decay_for_timescale
 
+# Also run by the minimum-versions leg of .ci/run (oldest TensorFlow, Keras).
+pytestmark = pytest.mark.min_versions
+
 
 def test_decoupled_timescale_is_one_over_lr_times_wd():
     assert timescale(1e-3, 0.1) == pytest.approx(1.0 / (1e-3 * 0.1), 1e-12)

@@ -1,10 +1,7 @@
 """Tests for keras_decay.schedules against float64 NumPy formulas."""
 
-import json
 import math
 import os
-import subprocess
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -14,6 +11,9 @@ import pytest
 from keras import ops
 
 from keras_decay import schedules
+
+# Also run by the minimum-versions leg of .ci/run (oldest TensorFlow, Keras).
+pytestmark = pytest.mark.min_versions
 
 SMALLEST_NORMAL = float(np.finfo(np.float32).tiny)
 
@@ -209,36 +209,23 @@ def test_schedule_inside_jit_compiled_fit_matches_formula():
 # Bad-input cases: see tests/test_contracts.py.
 
 
-JAX_SCRIPT = """
-import json, numpy as np, jax
-from keras_decay import schedules as S
-steps = np.arange(0, 400, 7)
-out = {}
-for name, s in [
-    ("exp", S.ExponentialDecay(0.1, 100, 0.5)),
-    ("step", S.StepDecay(0.1, 10, 0.5, 2)),
-    ("ramp", S.LinearRamp(0.0, 1.0, 50)),
-    ("warm", S.Warmup(S.ExponentialDecay(0.1, 100, 0.5), 20)),
-]:
-    out[name] = np.asarray(jax.jit(s)(steps), dtype=float).tolist()
-print(json.dumps(out))
-"""
-
-
+@pytest.mark.jax_only  # `jax.jit` of the schedule itself, in the JAX pass
 def test_schedules_run_under_jax_jit():
-    pytest.importorskip("jax")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=root)
-    done = subprocess.run(
-        [sys.executable, "-c", JAX_SCRIPT],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    got = json.loads(done.stdout.strip().splitlines()[-1])
+    import jax
+
+    steps = np.arange(0, 400, 7)
+    got = {
+        name: np.asarray(jax.jit(s)(steps), dtype=float)
+        for name, s in [
+            ("exp", schedules.ExponentialDecay(0.1, 100, 0.5)),
+            ("step", schedules.StepDecay(0.1, 10, 0.5, 2)),
+            ("ramp", schedules.LinearRamp(0.0, 1.0, 50)),
+            (
+                "warm",
+                schedules.Warmup(schedules.ExponentialDecay(0.1, 100, 0.5), 20),
+            ),
+        ]
+    }
     t = np.arange(0, 400, 7)
     exp = 0.1 * 0.5 ** (t / 100)
     want = {
@@ -373,17 +360,18 @@ def test_one_cycle_shape_in_float32():
     )
 
 
-TORCH_SCRIPT = """
-import json, torch
-cases = json.loads(__import__("sys").argv[1])
-out = []
-for case in cases:
+def _torch_one_cycle(case):
+    """`(lrs, momenta)` of PyTorch's OneCycleLR over `case["total"]` steps."""
+    import torch
+
     case = dict(case)
     total = case.pop("total")
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([p], lr=0.1, momentum=0.9)
     sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=case.get("max_lr", 0.1), total_steps=total,
+        opt,
+        max_lr=case.get("max_lr", 0.1),
+        total_steps=total,
         pct_start=case.get("pct_start", 0.3),
         anneal_strategy=case.get("anneal", "cos"),
         div_factor=case.get("div_factor", 25.0),
@@ -398,29 +386,14 @@ for case in cases:
         moms.append(opt.param_groups[0]["momentum"])
         opt.step()
         sched.step()
-    out.append([lrs, moms])
-print(json.dumps(out))
-"""
+    return lrs, moms
 
 
+# PyTorch itself, in the PyTorch pass (where torch is imported anyway): the
+# NumPy formula above is what the other passes check.
+@pytest.mark.backends("torch")
 def test_one_cycle_equals_torch_one_cycle_lr():
-    """Optional: PyTorch itself, in a subprocess (torch imported first)."""
-    try:
-        import importlib.util
-
-        if importlib.util.find_spec("torch") is None:
-            pytest.skip("torch is not installed")
-    except ValueError:
-        pytest.skip("torch is not importable")
-    done = subprocess.run(
-        [sys.executable, "-c", TORCH_SCRIPT, json.dumps(ONE_CYCLE_CASES)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(done.stdout.strip().splitlines()[-1])
+    results = [_torch_one_cycle(case) for case in ONE_CYCLE_CASES]
     for case, (lrs, moms) in zip(ONE_CYCLE_CASES, results):
         want_lr, want_momentum = _one_cycle_numpy(**case)
         np.testing.assert_allclose(lrs, want_lr, rtol=1e-12)

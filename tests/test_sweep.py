@@ -20,11 +20,11 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras
 import numpy as np
 import optuna
 import pytest
 
+from keras_decay import cli
 from keras_decay.experiment import engine as engine_lib
 from keras_decay.experiment import options
 from keras_decay.experiment import sweep
@@ -32,12 +32,9 @@ from keras_decay.experiment import sweep
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The engine does not depend on the backend (its workers inherit
-# KERAS_BACKEND, and tests/test_compare.py trains on every backend): the
-# tests that start worker processes run once, in the TensorFlow pass.
-once = pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
-    reason="backend-independent engine, run in the TensorFlow pass",
-)
+# KERAS_BACKEND, and tests/test_compare.py trains on every backend): this
+# module runs once, in the TensorFlow pass.
+pytestmark = pytest.mark.backend_independent
 TINY = ["--epochs", "2", "--train-fraction", "0.1", "--quiet"]
 GRID = ["--weight-decay", "0,1e-2", "--seeds", "1,2"]  # 4 trials
 
@@ -62,6 +59,17 @@ def _sweep(logdir, *extra, timeout=600, wait=True):
         timeout=timeout,
         check=False,
     )
+
+
+def _sweep_here(logdir, capsys, *extra):
+    """The same command in this process: `(status, stdout, stderr)`.
+
+    Not `--quiet`: the tests read what the command says it does.
+    """
+    tiny = [arg for arg in TINY if arg != "--quiet"]
+    status = cli.main(["sweep", *tiny, *extra, "--logdir", str(logdir)])
+    out, err = capsys.readouterr()
+    return status, out, err
 
 
 def _study(storage, name="keras-decay-sweep"):
@@ -150,18 +158,20 @@ def test_two_ranges_are_drawn_together_a_range_and_grid_crossed():
 # -- bad input: one line, before training ------------------------------------
 
 
-@once
-def test_unreachable_database_is_one_line_before_training(tmp_path):
+def test_unreachable_database_is_one_line_before_training(tmp_path, capsys):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed again: nothing listens
-    completed = _sweep(
-        tmp_path, "--storage", f"postgresql://u:secret@127.0.0.1:{port}/db"
+    status, _, err = _sweep_here(
+        tmp_path,
+        capsys,
+        "--storage",
+        f"postgresql://u:secret@127.0.0.1:{port}/db",
     )
-    assert completed.returncode == 1
-    lines = completed.stderr.strip().splitlines()
+    assert status == 1
+    lines = err.strip().splitlines()
     assert lines[-1].startswith("keras-decay sweep: error: cannot open")
-    assert "secret" not in completed.stderr and "Traceback" not in lines[-1]
+    assert "secret" not in err and "Traceback" not in lines[-1]
     assert not os.path.exists(tmp_path / "trials")
 
 
@@ -227,12 +237,12 @@ def test_plan_grows_and_duplicates_are_claimed_once(tmp_path):
 # -- journal storage, local workers -------------------------------------------
 
 
-@once
 def test_journal_two_workers_complete_a_grid_once_and_rerun_trains_nothing(
-    tmp_path,
+    tmp_path, capsys
 ):
-    completed = _sweep(tmp_path, *GRID, "--workers", "2")
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    # The command in this process, its two workers in processes of their own.
+    status, _, err = _sweep_here(tmp_path, capsys, *GRID, "--workers", "2")
+    assert status == 0, err[-3000:]
     keys = _planned_keys(weight_decay="0,1e-2", seeds="1,2")
     study = _study(_journal(tmp_path))
     trials = _assert_each_planned_trial_complete_once(study, keys)
@@ -254,16 +264,16 @@ def test_journal_two_workers_complete_a_grid_once_and_rerun_trains_nothing(
     assert written["best"]["weight_decay"] == best["weight_decay"]
     assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     # Rerun: every trial is complete, no worker starts, nothing is added.
-    again = _sweep(tmp_path, *GRID, "--workers", "2")
-    assert again.returncode == 0, again.stderr[-2000:]
+    status, out, err = _sweep_here(tmp_path, capsys, *GRID, "--workers", "2")
+    assert status == 0, err[-2000:]
+    assert "worker process" not in out
     assert len(_study(_journal(tmp_path)).get_trials()) == 4
     rerun = json.loads((tmp_path / "results.json").read_text())
     assert rerun["aggregate"] == written["aggregate"]
 
 
-@once
 def test_worker_killed_mid_trial_then_rerun_completes_without_duplicate(
-    tmp_path,
+    tmp_path, capsys
 ):
     argv = ["--weight-decay", "1e-3,1e-2", "--seeds", "1", "--workers", "1"]
     process = _sweep(tmp_path, *argv, wait=False)
@@ -285,8 +295,16 @@ def test_worker_killed_mid_trial_then_rerun_completes_without_duplicate(
     process.communicate()
     study = _study(_journal(tmp_path))
     assert study.trials[victim].state == running  # left behind
-    completed = _sweep(tmp_path, *argv)
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    # The worker was the command's child: wait until the system has reaped
+    # it too (a rerun comes later than that when a machine is lost).
+    worker = study.trials[victim].user_attrs["worker"]
+    deadline = time.monotonic() + 60
+    while engine_lib._alive(worker["pid"], worker["start"]):
+        assert time.monotonic() < deadline, "the killed worker is still there"
+        time.sleep(0.1)
+    # The rerun, in this process (`--workers 0`), re-queues the dead trial.
+    status, _, err = _sweep_here(tmp_path, capsys, *argv[:-1], "0")
+    assert status == 0, err[-3000:]
     keys = _planned_keys(weight_decay="1e-3,1e-2", seeds="1")
     trials = _assert_each_planned_trial_complete_once(
         _study(_journal(tmp_path)), keys
@@ -372,11 +390,11 @@ def postgres_url():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@once
 def test_postgresql_two_machines_share_one_study(postgres_url, tmp_path):
     argv = [*GRID, "--storage", postgres_url, "--study", "two-machines"]
     machines = [
-        _sweep(tmp_path / f"machine{i}", *argv, "--workers", "1", wait=False)
+        # Each "machine" trains in its own process (`--workers 0`).
+        _sweep(tmp_path / f"machine{i}", *argv, "--workers", "0", wait=False)
         for i in (1, 2)
     ]
     outputs = [m.communicate(timeout=600) for m in machines]

@@ -28,6 +28,9 @@ from tests._events import iter_events  # noqa: E402
 from tests._events import read_events  # noqa: E402
 from tests._events import scalars  # noqa: E402
 
+# Also run by the minimum-versions leg of .ci/run (oldest TensorFlow, Keras).
+pytestmark = pytest.mark.min_versions
+
 BACKEND = keras.backend.backend()
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
