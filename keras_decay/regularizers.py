@@ -62,6 +62,15 @@ class _DecayRegularizer(keras.regularizers.Regularizer):
     def _divisor(self):
         return 1.0 if self.num_examples is None else float(self.num_examples)
 
+    @property
+    def l2_coefficient(self):
+        """The coefficient `c` of the L2 part's gradient, `c * w` (a float).
+
+        `rate / n` for `WeightDecay`, `l2 / n` for `ElasticDecay`, 0 for
+        `L1Decay`: what `keras_decay.rules` counts as coupled decay.
+        """
+        return 0.0
+
     @classmethod
     def from_config(cls, config):
         return cls(**config)
@@ -103,6 +112,11 @@ class WeightDecay(_DecayRegularizer):
         x = _as_float32(x)
         coefficient = self.rate / (2.0 * self._divisor)
         return ops.cast(coefficient, x.dtype) * ops.sum(ops.square(x))
+
+    @property
+    def l2_coefficient(self):
+        """`rate / n`: the gradient of the penalty is `l2_coefficient * x`."""
+        return self.rate / self._divisor
 
     def get_config(self):
         return {"rate": self.rate, "num_examples": self.num_examples}
@@ -174,6 +188,11 @@ class ElasticDecay(_DecayRegularizer):
         l1 = ops.cast(self.l1 / self._divisor, x.dtype)
         l2 = ops.cast(self.l2 / (2.0 * self._divisor), x.dtype)
         return l1 * _sum_abs(x) + l2 * ops.sum(ops.square(x))
+
+    @property
+    def l2_coefficient(self):
+        """`l2 / n`: the L2 part's gradient is `l2_coefficient * x`."""
+        return self.l2 / self._divisor
 
     def get_config(self):
         return {"l1": self.l1, "l2": self.l2, "num_examples": self.num_examples}

@@ -26,7 +26,9 @@ from keras_decay._validation import check_bool
 from keras_decay._validation import check_float
 from keras_decay._validation import check_optional
 from keras_decay._validation import check_positive_float
+from keras_decay.optimizers import current_hyperparameters
 from keras_decay.regularizers import ElasticDecay
+from keras_decay.regularizers import L1Decay
 from keras_decay.regularizers import WeightDecay
 
 __all__ = [
@@ -188,8 +190,8 @@ def scale_weight_decay(
     return weight_decay * (from_lr / to_lr) * ratio
 
 
-def optimizer_timescale(optimizer, model=None):
-    """The weight-decay timescale of an optimizer at its current step.
+def optimizer_timescale(optimizer, model=None, step=None):
+    """The weight-decay timescale of an optimizer at a step.
 
     Computed as `tau = 1 / (lr * (wd + l2 / (1 - momentum)))` where `lr` is
     the current learning rate, `wd` the optimizer's decoupled
@@ -203,15 +205,18 @@ def optimizer_timescale(optimizer, model=None):
     The coupled part counts only under SGD (`keras.optimizers.SGD` and its
     subclasses): an adaptive optimizer (Adam, RMSprop, ...) divides the L2
     gradient by its running gradient scale, so coupled L2 has no fixed
-    timescale there. Schedules (`learning_rate`, `weight_decay`, `momentum`)
-    are read at `optimizer.iterations`. A `LossScaleOptimizer` is looked
-    through. Per-group multipliers (`decay_mult`, `lr_mult`) are not
-    applied: `tau` is that of a variable with multipliers 1.
+    timescale there. The hyperparameters are those of step `step`, read by
+    `keras_decay.optimizers.current_hyperparameters` (the one reader of a
+    step's hyperparameters). A `LossScaleOptimizer` is looked through.
+    Per-group multipliers (`decay_mult`, `lr_mult`) are not applied: `tau`
+    is that of a variable with multipliers 1.
 
     Args:
         optimizer: A Keras optimizer.
         model: Optional `keras.Model` whose regularizers count as coupled
             decay.
+        step: Optional int >= 0. The 0-based step. Defaults to the step
+            about to be taken.
 
     Returns:
         `tau` in steps (a float), or `None` when there is no weight decay
@@ -229,7 +234,7 @@ def optimizer_timescale(optimizer, model=None):
         _fail(TypeError, "optimizer", "a keras.optimizers.Optimizer", optimizer)
     if model is not None and not isinstance(model, keras.Model):
         _fail(TypeError, "model", "a keras.Model or None", model)
-    current = _current_hyperparameters(optimizer)
+    current = current_hyperparameters(optimizer, step)
     learning_rate = current["learning_rate"]
     rate = current.get("weight_decay") or 0.0
     if model is not None and isinstance(optimizer, keras.optimizers.SGD):
@@ -243,43 +248,10 @@ def optimizer_timescale(optimizer, model=None):
     return 1.0 / (learning_rate * rate)
 
 
-def _current_hyperparameters(optimizer):
-    """`learning_rate`, `weight_decay` and `momentum` now, as floats.
-
-    Uses `optimizer.current_hyperparameters()` where the optimizer has one
-    (`keras_decay.optimizers`), else the attributes, evaluating schedules at
-    `optimizer.iterations`.
-    """
-    values = {}
-    current = getattr(optimizer, "current_hyperparameters", None)
-    if callable(current):
-        values.update(current())
-    values.setdefault("learning_rate", optimizer.learning_rate)
-    for name in ("weight_decay", "momentum"):
-        values.setdefault(name, getattr(optimizer, name, None))
-    return {
-        name: _as_float(value, optimizer.iterations)
-        for name, value in values.items()
-        if name in ("learning_rate", "weight_decay", "momentum")
-    }
-
-
-def _as_float(value, iterations):
-    if value is None:
-        return None
-    if isinstance(value, keras.optimizers.schedules.LearningRateSchedule):
-        value = value(iterations)
-    elif callable(value) and not isinstance(value, keras.Variable):
-        value = value()
-    return float(keras.ops.convert_to_numpy(value))
-
-
 def _l2_coefficient(regularizer):
     """The gradient coefficient `c` of `regularizer`'s L2 part (`c * w`)."""
-    if isinstance(regularizer, WeightDecay):
-        return regularizer.rate / regularizer._divisor
-    if isinstance(regularizer, ElasticDecay):
-        return regularizer.l2 / regularizer._divisor
+    if isinstance(regularizer, (WeightDecay, ElasticDecay, L1Decay)):
+        return regularizer.l2_coefficient
     if isinstance(
         regularizer, (keras.regularizers.L2, keras.regularizers.L1L2)
     ):

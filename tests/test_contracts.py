@@ -627,6 +627,11 @@ def _model(spec, obj):
         learning_rate = obj  # `_compile` takes an optimizer as it is
     elif spec.kind != "callback":
         raise AssertionError(spec.kind)
+    if isinstance(
+        obj, (callbacks.MomentumScheduler, callbacks.WeightDecayScheduler)
+    ):
+        # They give their schedule to a keras_decay optimizer.
+        learning_rate = optimizers.SGD(learning_rate, decay_exclude=None)
     layers += list(spec.extra_layers())
     layers += [
         keras.layers.Flatten(),

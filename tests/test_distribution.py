@@ -17,6 +17,7 @@ import pytest
 
 from keras_decay import WeightDecay
 from keras_decay import layers
+from keras_decay import optimizers
 from keras_decay import schedules
 from keras_decay.regularizers import L1Decay
 
@@ -80,8 +81,8 @@ def test_mirrored_training_equals_one_device(tmp_path):
         scope = strategy.scope() if strategy else _null_scope()
         with scope:
             # SGD() has momentum 0.0 and is built under the strategy; the
-            # ramp starts at 0.0.
-            model = _model(keras.optimizers.SGD(learning_rate=0.05))
+            # callback gives it the ramp, from 0.0.
+            model = _model(optimizers.SGD(learning_rate=0.05))
         log_dir = str(tmp_path / name)
         model.fit(
             x,

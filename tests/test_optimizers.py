@@ -361,15 +361,38 @@ def test_current_hyperparameters():
     lr = schedules.ExponentialDecay(0.1, 10, 0.5)
     optimizer = optimizers.Adam(lr, beta_1=RAMP, weight_decay=0.01)
     values = optimizer.current_hyperparameters(step=10)
-    assert set(values) == {"learning_rate", "beta_1", "weight_decay"}
+    # One key set: Adam's beta_1 is the momentum coefficient.
+    assert set(values) == {"learning_rate", "momentum", "weight_decay"}
     assert values["learning_rate"] == pytest.approx(0.05, rel=1e-6)
-    assert values["beta_1"] == pytest.approx(0.9, rel=1e-6)
+    assert values["momentum"] == pytest.approx(0.9, rel=1e-6)
     assert values["weight_decay"] == pytest.approx(0.01, rel=1e-6)
-    assert optimizer.current_hyperparameters()["beta_1"] == 0.0  # step 0
-    stock = keras.optimizers.SGD(0.1, momentum=0.5)
-    assert optimizers.current_hyperparameters(stock) == pytest.approx(
-        {"learning_rate": 0.1, "momentum": 0.5, "weight_decay": 0.0}
-    )
+    assert optimizer.current_hyperparameters()["momentum"] == 0.0  # step 0
+    # The same keys and values for Keras' own optimizers.
+    for stock, want in [
+        (
+            keras.optimizers.SGD(0.1, momentum=0.5),
+            {"learning_rate": 0.1, "momentum": 0.5, "weight_decay": 0.0},
+        ),
+        (
+            keras.optimizers.Adam(lr, beta_1=0.7, weight_decay=0.01),
+            {"learning_rate": 0.05, "momentum": 0.7, "weight_decay": 0.01},
+        ),
+        (
+            keras.optimizers.Adagrad(0.1),
+            {"learning_rate": 0.1, "weight_decay": 0.0},
+        ),
+    ]:
+        got = optimizers.current_hyperparameters(stock, step=10)
+        assert got == pytest.approx(want, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "step, error", [(-1, ValueError), (2.5, TypeError), (True, TypeError)]
+)
+def test_current_hyperparameters_step_is_a_non_negative_int(step, error):
+    optimizer = optimizers.SGD(0.1)
+    with pytest.raises(error, match=f"Received: step={step!r}"):
+        optimizers.current_hyperparameters(optimizer, step)
 
 
 def test_bad_arguments():
@@ -388,5 +411,10 @@ def test_bad_arguments():
     model.optimizer.build(model.trainable_variables)
     with pytest.raises(ValueError, match=r"Received: momentum=2.0"):
         model.optimizer.momentum = 2.0
-    with pytest.raises(TypeError, match="can be set to a float only"):
-        model.optimizer.momentum = RAMP
+    with pytest.raises(TypeError, match="Received: momentum=None"):
+        model.optimizer.momentum = None
+    # A schedule is taken (the scheduler callbacks use this setter); the
+    # variable stays, and takes a float again.
+    model.optimizer.momentum = RAMP
+    model.optimizer.momentum = 0.25
+    assert float(model.optimizer.momentum) == 0.25

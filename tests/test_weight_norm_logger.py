@@ -177,7 +177,11 @@ def test_exact_tag_set_and_shared_log_dir(tmp_path):
     )
     paths = [v.path for v in model.trainable_variables]
     expected = {"weight_norm/global", "regularization/loss"}
-    expected |= {"optimizer/learning_rate", "optimizer/momentum"}
+    expected |= {
+        "optimizer/learning_rate",
+        "optimizer/momentum",
+        "optimizer/weight_decay",  # one key set: 0 without decay
+    }
     for prefix in ("weight_norm", "update_ratio", "sparsity", "nonfinite"):
         expected |= {f"{prefix}/{p}" for p in paths}
     keras_tags = {"epoch_loss", "epoch_learning_rate"}
@@ -201,8 +205,8 @@ def test_adam_schedule_and_weight_decay(tmp_path):
     )
     events = read_events(tmp_path)
     lrs = scalars(events, "optimizer/learning_rate")
-    # 4 steps per epoch: the rate after epoch e is 0.01 * 0.5**(4(e+1)/3).
-    want = [0.01 * 0.5 ** (4 * (e + 1) / 3) for e in range(2)]
+    # 4 steps per epoch: the last step of epoch e is 4(e+1) - 1.
+    want = [0.01 * 0.5 ** ((4 * (e + 1) - 1) / 3) for e in range(2)]
     np.testing.assert_allclose([v for _, v in lrs], want, rtol=1e-5)
     momentum = scalars(events, "optimizer/momentum")
     assert [s for s, _ in momentum] == [0, 1]
@@ -720,24 +724,13 @@ def test_second_process_on_the_run_folder_is_detected(tmp_path):
     assert "weight_norm/global" not in read_events(tmp_path)
 
 
-class StepSGD(keras.optimizers.SGD):
-    """SGD whose learning rate is `0.1 / (1 + step)`, resolved per step."""
-
-    def __init__(self):
-        super().__init__(
-            keras.optimizers.schedules.InverseTimeDecay(0.1, 1, 1.0)
-        )
-
-    def current_hyperparameters(self, step=None):
-        if step is None:
-            step = int(ops.convert_to_numpy(self.iterations))
-        return {"learning_rate": 0.1 / (1.0 + step), "momentum": 0.0}
-
-
 def test_logs_the_values_the_logged_step_used(tmp_path):
     x, y = make_data(n=64)
     model = make_model()
-    model.compile(StepSGD(), "mse")
+    # The learning rate of step t is 0.1 / (1 + t).
+    schedule = keras.optimizers.schedules.InverseTimeDecay(0.1, 1, 1.0)
+    optimizer = keras.optimizers.SGD(schedule, weight_decay=0.5)
+    model.compile(optimizer, "mse")
     model.fit(
         x,
         y,
@@ -754,6 +747,12 @@ def test_logs_the_values_the_logged_step_used(tmp_path):
     assert [s for s, _ in batch] == [2, 4, 6, 8]
     np.testing.assert_allclose(
         [v for _, v in batch], [0.1 / s for s in (2, 4, 6, 8)], rtol=1e-6
+    )
+    # The timescale of the same step: tau = 1 / (lr * wd).
+    tau = scalars(read_events(tmp_path / "batch"), "decay/timescale_steps")
+    assert [s for s, _ in tau] == [2, 4, 6, 8]
+    np.testing.assert_allclose(
+        [v for _, v in tau], [s / (0.1 * 0.5) for s in (2, 4, 6, 8)], rtol=1e-5
     )
     epoch = scalars(read_events(tmp_path / "epoch"), "optimizer/learning_rate")
     np.testing.assert_allclose(

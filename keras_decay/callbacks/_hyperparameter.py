@@ -1,30 +1,30 @@
-"""Callbacks that set an optimizer's momentum or weight decay per batch.
+"""Callbacks that give an optimizer a momentum or weight-decay schedule.
 
-For an optimizer that should carry its schedule itself, pass the schedule
-to `keras_decay.optimizers` (`SGD(momentum=schedule)`): it is evaluated
-inside the update and saved with the optimizer. These callbacks are for a
-model compiled with a Keras optimizer (`keras.optimizers.SGD`, ...): at
-the start of `fit` the optimizer becomes its `keras_decay.optimizers`
-equivalent in place (same config, same state; the hyperparameter held in
-an optimizer variable, momentum slots added if needed), and before each
-batch the callback assigns `schedule(t)` to that variable from the host,
-as Keras' `LearningRateScheduler` assigns the learning rate. `t` is the
-0-based step about to be taken (`optimizer.iterations`). The compiled
-update reads the variable: one trace per fit, `jit_compile=True` and
-distribution strategies work, a checkpoint at any batch saves the value,
-and after the fit (or an interruption: nothing needs restoring) the
-optimizer keeps the last value used, as a constant.
+The optimizer owns its hyperparameters: a `keras_decay.optimizers`
+optimizer evaluates a schedule inside its own update, at the step being
+taken, as Keras evaluates `learning_rate`. These callbacks hand it the
+schedule through its own setter at the start of `fit`
+(`optimizer.momentum = schedule`), so every step uses `schedule(t)` on
+every execution path (`steps_per_execution`, `jit_compile`, distribution)
+and the schedule is saved with the optimizer. From then on the optimizer
+keeps it, after the fit as after an interrupted one: a later fit, with or
+without the callback, goes on along the schedule (setting a float,
+`optimizer.momentum = 0.9`, ends it). A Keras optimizer
+(`keras.optimizers.SGD`, ...) has no place for a schedule: it is a
+`TypeError` at train begin that names the fix,
+`keras_decay.optimizers.from_keras(optimizer)`.
 """
 
 import contextlib
-import math
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_decay import _keras_compat
 from keras_decay._config import deserialize_nested
-from keras_decay.optimizers import take_over_optimizer
+from keras_decay.optimizers import current_hyperparameters
+from keras_decay.optimizers._scheduled import ScheduledHyperparameters
 
 __all__ = ["MomentumScheduler", "WeightDecayScheduler"]
 
@@ -32,18 +32,37 @@ __all__ = ["MomentumScheduler", "WeightDecayScheduler"]
 def _check_schedule(schedule):
     if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
         return schedule
-    if callable(schedule) and not isinstance(schedule, type):
-        return schedule
     raise TypeError(
         "Invalid value received for argument `schedule`. Expected a "
-        "keras.optimizers.schedules.LearningRateSchedule instance (or a "
-        "callable taking the step and returning the value). "
-        f"Received: schedule={schedule!r}"
+        "keras.optimizers.schedules.LearningRateSchedule instance (the "
+        "optimizer evaluates it inside each step and saves it: a plain "
+        "function of the step can do neither; write it as a "
+        "LearningRateSchedule subclass with keras.ops, or use one of "
+        f"keras_decay.schedules). Received: schedule={schedule!r}"
     )
 
 
+def _schedule_values(schedule, start, count):
+    """`schedule(t)` for t in `[start, start + count)` on the host."""
+    steps = np.arange(start, start + count)
+    try:
+        values = np.asarray(
+            ops.convert_to_numpy(schedule(ops.convert_to_tensor(steps))),
+            "float64",
+        )
+        if values.shape == steps.shape:
+            return steps, values
+    except Exception:  # noqa: BLE001 (not vectorized: one step at a time)
+        pass
+    if count > 10_000:  # a host loop that long: the ends and 10k between
+        steps = np.unique(np.linspace(start, start + count - 1, 10_000))
+        steps = steps.astype(np.int64)
+    values = [float(ops.convert_to_numpy(schedule(int(t)))) for t in steps]
+    return steps, np.asarray(values, "float64")
+
+
 class _HyperparameterScheduler(keras.callbacks.Callback):
-    """Base: assigns `schedule(step)` to one optimizer hyperparameter."""
+    """Base: gives the optimizer `schedule` as one of its hyperparameters."""
 
     _log_name = None
     _low, _high = 0.0, None
@@ -53,7 +72,6 @@ class _HyperparameterScheduler(keras.callbacks.Callback):
         self.schedule = _check_schedule(schedule)
         self._optimizer = None
         self._attribute = None
-        self._last_value = None
 
     def get_config(self):
         return {"schedule": keras.saving.serialize_keras_object(self.schedule)}
@@ -68,96 +86,98 @@ class _HyperparameterScheduler(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         model = self.model
         optimizer = _keras_compat.unwrap_optimizer(model.optimizer)
-        if not isinstance(optimizer, keras.optimizers.Optimizer):
-            raise ValueError(
-                f"{type(self).__name__} needs a model compiled with a Keras "
-                f"optimizer. Received: optimizer={optimizer!r}"
+        if not isinstance(optimizer, ScheduledHyperparameters):
+            name = type(optimizer).__name__
+            raise TypeError(
+                f"{type(self).__name__} needs a keras_decay.optimizers "
+                "optimizer, which evaluates the schedule inside each step. "
+                f"Compile with keras_decay.optimizers.{name}(...), or "
+                "convert: model.compile(optimizer="
+                "keras_decay.optimizers.from_keras(optimizer), ...). "
+                f"Received: optimizer={name}"
             )
+        self._optimizer = optimizer
+        self._attribute = self._attribute_name(optimizer)
+        self._check_range()
+        values = vars(optimizer)["_hyperparameters"]
+        if values.get(self._attribute) is self.schedule:
+            return  # given in an earlier fit: the traced update has it
         strategy = getattr(model, "distribute_strategy", None)
         scope = strategy.scope() if strategy is not None else None
         with scope or contextlib.nullcontext():
-            changed = take_over_optimizer(optimizer, model.trainable_variables)
-            self._attribute = self._attribute_name(optimizer)
-            if optimizer._is_scheduled(self._attribute):
-                raise ValueError(
-                    f"{type(self).__name__}: the optimizer already schedules "
-                    f"`{self._attribute}` itself; remove the callback or "
-                    "pass a float to the optimizer."
-                )
-            self._optimizer = optimizer
-            # The first value, before `build` makes it a variable.
-            changed |= self._assign(self._value_now())
-            changed |= optimizer._complete(model.trainable_variables)
-        if changed:
-            # A train function traced before held the Keras class's update.
-            model.make_train_function(force=True)
+            # Built first, so that a float hyperparameter has its variable
+            # (saved by position) whichever backend builds when: a float
+            # set later (`optimizer.momentum = 0.9`) ends the schedule.
+            if not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
+            setattr(optimizer, self._attribute, self.schedule)
+        # A train function traced before read the hyperparameter's float.
+        model.make_train_function(force=True)
 
-    def _value_now(self):
-        optimizer = self._optimizer
-        step = int(ops.convert_to_numpy(_keras_compat.schedule_step(optimizer)))
-        value = float(ops.convert_to_numpy(self.schedule(step)))
+    def _check_range(self):
+        """Raises before the first step if the schedule leaves its range
+        on any step the fit can take (or, without a known step count, at
+        the first step)."""
+        start = int(
+            ops.convert_to_numpy(_keras_compat.schedule_step(self._optimizer))
+        )
+        params = self.params or {}
+        epochs, steps = params.get("epochs"), params.get("steps")
+        count = epochs * steps if epochs and steps else 1
+        steps, values = _schedule_values(self.schedule, start, count)
         low, high = self._low, self._high
-        if (
-            not math.isfinite(value)
-            or value < low
-            or (high is not None and value > high)
-        ):
+        bad = ~np.isfinite(values) | (values < low)
+        if high is not None:
+            bad |= values > high
+        if bad.any():
+            first = int(np.argmax(bad))
             bounds = f"[{low}, {high}]" if high is not None else f">= {low}"
             raise ValueError(
-                f"{type(self).__name__}: the schedule gave "
-                f"{self._attribute}={value!r} at step {step}; expected a "
+                f"{type(self).__name__}: the schedule gives "
+                f"{self._attribute}={float(values[first]):.7g} at step "
+                f"{int(steps[first])}, a step this fit takes; expected a "
                 f"value {bounds}."
             )
-        return value
-
-    def _assign(self, value):
-        """Sets the hyperparameter; True if that created its variable."""
-        values = vars(self._optimizer)["_hyperparameters"]
-        created = values.get(self._attribute) is None
-        setattr(self._optimizer, self._attribute, value)
-        self._last_value = value
-        return created
-
-    def on_train_batch_begin(self, batch, logs=None):
-        # `self.model` brings JAX's state back into the variables first.
-        self.model
-        self._assign(self._value_now())
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None and self._last_value is not None:
-            logs[self._log_name] = self._last_value
+        if logs is None or self._optimizer is None:
+            return
+        # The value the last step of the epoch used.
+        step = int(ops.convert_to_numpy(self._optimizer.iterations)) - 1
+        values = current_hyperparameters(self._optimizer, max(step, 0))
+        logs[self._log_name] = values[self._log_name]
 
 
 @keras.saving.register_keras_serializable(package="keras_decay")
 class MomentumScheduler(_HyperparameterScheduler):
-    """Sets the optimizer's momentum from a schedule before every batch.
+    """Gives the optimizer a momentum schedule, evaluated inside each step.
 
     The update of step `t` (0-based `optimizer.iterations` before it) uses
     `momentum_t = schedule(t)`; for SGD:
-    `v = momentum_t * v - lr * g; w = w + v`. The attribute set is SGD's
-    and RMSprop's `momentum`, and the Adam family's and Lion's `beta_1`
-    (as PyTorch's `OneCycleLR(cycle_momentum=True)` does); Adam's bias
+    `v = momentum_t * v - lr * g; w = w + v`. The attribute is SGD's and
+    RMSprop's `momentum`, and the Adam family's and Lion's `beta_1` (as
+    PyTorch's `OneCycleLR(cycle_momentum=True)` does); Adam's bias
     correction uses the current value, `1 - beta_1_t ** (t + 1)`.
 
-    At the start of `fit` a Keras optimizer becomes its
-    `keras_decay.optimizers` equivalent in place (momentum slots are added
-    to an SGD built with `momentum=0.0`; one retrace); before each batch the
-    value is computed on the host and assigned to the optimizer's momentum
-    variable. A checkpoint saves it; after `fit`, or an interrupted `fit`,
-    the optimizer keeps the last value used. A value outside [0, 1] from
-    the schedule raises a `ValueError` before the batch. The value goes into
-    `logs["momentum"]` at each epoch end. To keep the schedule with the
-    optimizer instead, pass it to `keras_decay.optimizers.SGD(momentum=...)`.
+    The model must be compiled with a `keras_decay.optimizers` optimizer
+    (a Keras one is a `TypeError` at train begin:
+    `keras_decay.optimizers.from_keras(optimizer)` converts it). At the
+    start of `fit` the callback sets `optimizer.momentum = schedule` (one
+    retrace); the optimizer evaluates it at every step, with any
+    `steps_per_execution`, under `jit_compile` and distribution, saves it
+    with its config, and keeps it after the fit (or an interrupted fit), so
+    that a later fit goes on along it. A value outside [0, 1] on any step
+    the fit can take raises a `ValueError` before the first step. The
+    value of the epoch's last step goes into `logs["momentum"]`.
 
     Args:
         schedule: A `keras.optimizers.schedules.LearningRateSchedule` (e.g.
-            `keras_decay.schedules.LinearRamp(0.5, 0.99, 1000)`), or a
-            callable taking the step and returning the value.
+            `keras_decay.schedules.LinearRamp(0.5, 0.99, 1000)`).
 
     Example:
 
     >>> ramp = keras_decay.schedules.LinearRamp(0.0, 0.9, ramp_steps=500)
-    >>> model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    >>> model.compile(optimizer=keras_decay.optimizers.SGD(0.01), loss="mse")
     >>> model.fit(x, y, callbacks=[MomentumScheduler(ramp)])
     """
 
@@ -171,25 +191,26 @@ class MomentumScheduler(_HyperparameterScheduler):
 
 @keras.saving.register_keras_serializable(package="keras_decay")
 class WeightDecayScheduler(_HyperparameterScheduler):
-    """Sets the optimizer's decoupled weight decay before every batch.
+    """Gives the optimizer a weight-decay schedule, evaluated in each step.
 
     Before the gradient step of step `t` (0-based `optimizer.iterations`),
     each decayed variable is set to `w = w - w * schedule(t) * lr_t`
-    (Keras' decoupled weight decay, `weight_decay` scheduled). Works with
-    the Keras optimizers SGD, RMSprop, Adam, AdamW, Nadam, Adamax and Lion,
-    also one created with `weight_decay=None`; `exclude_from_weight_decay`
-    still applies. Mechanism as `MomentumScheduler`; a negative value from
-    the schedule raises a `ValueError`. The value goes into
-    `logs["weight_decay"]` at each epoch end.
+    (Keras' decoupled weight decay, `weight_decay` scheduled), on a
+    `keras_decay.optimizers` optimizer (SGD, RMSprop, Adam, AdamW, Nadam,
+    Adamax, Lion; also one created with `weight_decay=None`); its decay
+    groups (`decay_exclude`, `decay_mult`, `lr_mult`) apply. Mechanism as
+    `MomentumScheduler`; a negative value on a step the fit can take
+    raises a `ValueError` before the first step. The value of the epoch's
+    last step goes into `logs["weight_decay"]`.
 
     Args:
-        schedule: A `keras.optimizers.schedules.LearningRateSchedule` or a
-            callable taking the step and returning the value.
+        schedule: A `keras.optimizers.schedules.LearningRateSchedule`.
 
     Example:
 
     >>> decay = keras_decay.schedules.ExponentialDecay(1e-4, 1000, 0.5)
-    >>> model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="mse")
+    >>> optimizer = keras_decay.optimizers.AdamW(1e-3)
+    >>> model.compile(optimizer=optimizer, loss="mse")
     >>> model.fit(x, y, callbacks=[WeightDecayScheduler(decay)])
     """
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from keras_decay import schedules
 from keras_decay.experiment import data as data_lib
+from keras_decay.optimizers import current_hyperparameters
 from keras_decay.regularizers import WeightDecay
 from keras_decay.rules import timescale
 
@@ -223,8 +224,9 @@ class _Measure(keras.callbacks.Callback):
         self.history = {key: [] for key in HISTORY_KEYS}
 
     def on_epoch_begin(self, epoch, logs=None):
-        rate = keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
-        self.history["learning_rate"].append(float(rate))
+        # The rate of the epoch's first step.
+        values = current_hyperparameters(self.model.optimizer)
+        self.history["learning_rate"].append(values["learning_rate"])
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}

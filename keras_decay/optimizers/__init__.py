@@ -39,11 +39,11 @@ schedules), so a `.keras` checkpoint taken at any batch resumes exactly.
 import keras
 from keras import ops
 
+from keras_decay import _keras_compat
 from keras_decay.optimizers._groups import DecayGroups
 from keras_decay.optimizers._scheduled import ScheduledHyperparameters
 from keras_decay.optimizers._scheduled import _slots
 from keras_decay.optimizers._scheduled import current_hyperparameters
-from keras_decay.optimizers._scheduled import take_over
 
 __all__ = [
     "SGD",
@@ -54,6 +54,7 @@ __all__ = [
     "Nadam",
     "RMSprop",
     "current_hyperparameters",
+    "from_keras",
 ]
 
 _register = keras.saving.register_keras_serializable(package="keras_decay")
@@ -325,10 +326,53 @@ EQUIVALENTS = [
 ]
 
 
-def take_over_optimizer(optimizer, model_variables):
-    """Makes a Keras optimizer an instance of its class here (in place).
+def from_keras(optimizer):
+    """A new `keras_decay.optimizers` optimizer configured as a Keras one.
 
-    Used by `keras_decay.callbacks.MomentumScheduler` and
-    `WeightDecayScheduler`; returns whether the optimizer changed.
+    `keras_decay.optimizers.from_keras(keras.optimizers.SGD(0.1,
+    momentum=0.9))` is `keras_decay.optimizers.SGD(0.1, momentum=0.9,
+    decay_exclude=None)`: the same `get_config()`, and Keras' rule for
+    weight decay (every variable decayed, except what
+    `exclude_from_weight_decay` excludes: call it on the new optimizer, Keras
+    does not save it). The argument is left as it is; its state (step count,
+    slots) is not copied: convert before `compile`. A `LossScaleOptimizer`
+    is converted around its inner optimizer.
+
+    Args:
+        optimizer: One of Keras' built-in `SGD`, `RMSprop`, `Adam`, `AdamW`,
+            `Nadam`, `Adamax` or `Lion` (not a subclass: its own code would
+            be lost), or a `keras_decay.optimizers` one (copied the same way).
+
+    Returns:
+        The new optimizer.
+
+    Raises:
+        TypeError: Another class.
+
+    Example:
+
+    >>> optimizer = keras_decay.optimizers.from_keras(
+    ...     keras.optimizers.AdamW(1e-3, weight_decay=0.05))
+    >>> type(optimizer).__module__
+    'keras_decay.optimizers'
     """
-    return take_over(optimizer, model_variables, EQUIVALENTS)
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        config = optimizer.get_config()
+        return keras.optimizers.LossScaleOptimizer(
+            from_keras(optimizer.inner_optimizer),
+            initial_scale=config["initial_scale"],
+            dynamic_growth_steps=config["dynamic_growth_steps"],
+        )
+    if isinstance(optimizer, ScheduledHyperparameters):
+        return type(optimizer).from_config(optimizer.get_config())
+    for keras_class, own_class in EQUIVALENTS:
+        if _keras_compat.is_builtin_optimizer(optimizer, keras_class):
+            config = dict(optimizer.get_config(), decay_exclude=None)
+            return own_class.from_config(config)
+    names = ", ".join(f"keras.optimizers.{k.__name__}" for k, _ in EQUIVALENTS)
+    raise TypeError(
+        "Invalid value received for argument `optimizer`. Expected one of "
+        f"{names} or a keras_decay.optimizers optimizer (a subclass of a "
+        "Keras optimizer: subclass the keras_decay.optimizers class "
+        f"instead). Received: optimizer={type(optimizer).__name__}"
+    )

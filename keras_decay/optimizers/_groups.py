@@ -125,9 +125,7 @@ class DecayGroups:
         vars(self)["_decay_groups"] = groups
 
     def _groups(self):
-        # None for a Keras optimizer taken over by a scheduler callback
-        # (its class changed, `__init__` not run): Keras' rules apply.
-        return vars(self).get("_decay_groups")
+        return vars(self)["_decay_groups"]
 
     def exclude_from_weight_decay(self, var_list=None, var_names=None):
         """Excludes variables from weight decay, adding to earlier calls.
@@ -145,8 +143,6 @@ class DecayGroups:
                 nothing is not an error (Keras' behaviour).
         """
         groups = self._groups()
-        if groups is None:
-            return super().exclude_from_weight_decay(var_list, var_names)
         if self.built:
             raise ValueError(
                 "`exclude_from_weight_decay()` can only be configured before "
@@ -160,10 +156,10 @@ class DecayGroups:
         groups.names.extend(n for n in names if n not in groups.names)
 
     def _make_hyperparameter_variables(self):
-        # The last step of every `build` (and of a take-over): the groups
-        # are resolved here, once, for the built variables.
+        # The last step of every `build`: the groups are resolved here,
+        # once, for the built variables.
         super()._make_hyperparameter_variables()
-        if self._groups() is not None and self._groups().choices is None:
+        if self._groups().choices is None:
             self._resolve_groups()
 
     def _resolve_groups(self):
@@ -198,13 +194,9 @@ class DecayGroups:
         return groups.choices[self._get_variable_index(variable)]
 
     def _decay_multiplier(self, variable):
-        if self._groups() is None:
-            return super()._decay_multiplier(variable)
         return self._choice(variable)[0]
 
     def _lr_multiplier(self, variable):
-        if self._groups() is None:
-            return super()._lr_multiplier(variable)
         return self._choice(variable)[1]
 
     def decay_report(self):
@@ -229,7 +221,7 @@ class DecayGroups:
         for variable in _keras_compat.built_variables(self):
             decay = self._decay_multiplier(variable)
             lr = self._lr_multiplier(variable)
-            notes = self._choice(variable)[2] if self._groups() else ()
+            notes = self._choice(variable)[2]
             rows.append(
                 DecayRow(
                     variable.path,
@@ -245,11 +237,6 @@ class DecayGroups:
     def get_config(self):
         config = super().get_config()
         groups = self._groups()
-        if groups is None:
-            # A Keras optimizer taken over by a scheduler callback follows
-            # Keras' rule; so must the optimizer loaded from its config.
-            config["decay_exclude"] = None
-            return config
         if groups.ndim_rule:
             exclude = list(groups.patterns) if groups.patterns else "auto"
         else:

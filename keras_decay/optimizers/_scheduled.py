@@ -90,7 +90,12 @@ def _clip(name, value):
 
 
 def _host_float(value):
-    return float(ops.convert_to_numpy(value))
+    if isinstance(value, numbers.Real):
+        return float(value)
+    try:
+        return float(ops.convert_to_numpy(value))
+    except (TypeError, ValueError):
+        return float(value)  # an object that converts through float() only
 
 
 def _slots(optimizer, variables, name):
@@ -166,24 +171,40 @@ class ScheduledHyperparameters:
 
     def _set_hyperparameter(self, name, value):
         values = vars(self).setdefault("_hyperparameters", {})
+        held = vars(self).setdefault("_held_variables", {})
         current = values.get(name)
+        variable = held.get(name)
         if isinstance(current, keras.Variable):
-            if isinstance(value, _Schedule) or value is None:
+            variable = current
+        if variable is None:
+            # Not built, or built with a schedule (no variable to hold a
+            # float): the value is what the next build or trace sees.
+            if isinstance(current, _Schedule) and not isinstance(
+                value, _Schedule
+            ):
                 raise TypeError(
-                    f"`{name}` of a built optimizer can be set to a float "
-                    f"only. Received: {name}={value!r}"
+                    f"This optimizer was created with a schedule as `{name}`, "
+                    f"which cannot be replaced by a value. Received: "
+                    f"{name}={value!r}"
                 )
-            value = check_hyperparameter(name, value)
-            current.assign(value)
-            vars(self)["_hyperparameter_floats"][name] = value
+            values[name] = check_hyperparameter(name, value)
             return
-        if isinstance(current, _Schedule) and not isinstance(value, _Schedule):
+        if value is None:
             raise TypeError(
-                f"This optimizer was created with a schedule as `{name}`, "
-                f"which cannot be replaced by a value. Received: "
-                f"{name}={value!r}"
+                f"`{name}` of a built optimizer can be set to a float or a "
+                f"schedule. Received: {name}={value!r}"
             )
-        values[name] = check_hyperparameter(name, value)
+        value = check_hyperparameter(name, value)
+        if isinstance(value, _Schedule):
+            # The variable stays (Keras saves optimizer variables by
+            # position) and takes the float again if one is set later.
+            held[name] = variable
+            values[name] = value
+            return
+        variable.assign(value)
+        vars(self)["_hyperparameter_floats"][name] = value
+        held.pop(name, None)
+        values[name] = variable
 
     def _resolve(self, name):
         values = vars(self).get("_hyperparameters", {})
@@ -199,20 +220,32 @@ class ScheduledHyperparameters:
         return isinstance(vars(self)["_hyperparameters"].get(name), _Schedule)
 
     def _make_hyperparameter_variables(self):
-        """Turns the float hyperparameters into optimizer variables."""
+        """Turns the float hyperparameters into optimizer variables.
+
+        Also makes the variable of a hyperparameter that a saved optimizer
+        held under a schedule set after its build (`hyperparameter_variables`
+        in the config), so that the saved variables load by position.
+        """
         values = vars(self)["_hyperparameters"]
+        held = vars(self).setdefault("_held_variables", {})
+        under_schedule = vars(self).pop("_variables_under_schedule", ())
+        floats = vars(self).setdefault("_hyperparameter_floats", {})
         for name in self._hyperparameter_names:
             value = values.get(name)
-            if isinstance(value, float):
-                floats = vars(self).setdefault("_hyperparameter_floats", {})
-                floats[name] = value
-                values[name] = self.add_variable(
+            if isinstance(value, float) or name in under_schedule:
+                initial = value if isinstance(value, float) else 0.0
+                variable = self.add_variable(
                     shape=(),
-                    initializer=keras.initializers.Constant(value),
+                    initializer=keras.initializers.Constant(initial),
                     dtype=keras.config.floatx(),
                     aggregation="only_first_replica",
                     name=name,
                 )
+                if isinstance(value, float):
+                    floats[name] = value
+                    values[name] = variable
+                else:
+                    held[name] = variable
 
     def _add_slots(self, variables):
         """Creates slots the Keras class makes only for some values."""
@@ -281,6 +314,13 @@ class ScheduledHyperparameters:
             elif isinstance(value, keras.Variable):
                 value = self._variable_float(name, value)
             config[name] = value
+        held = vars(self).get("_held_variables", {})
+        if held:
+            # Not a constructor argument: the variables this optimizer has
+            # for hyperparameters now scheduled (see `from_config`).
+            config["hyperparameter_variables"] = [
+                name for name in self._hyperparameter_names if name in held
+            ]
         return config
 
     def _variable_float(self, name, variable):
@@ -298,12 +338,16 @@ class ScheduledHyperparameters:
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
+        under_schedule = config.pop("hyperparameter_variables", None) or ()
         for name in cls._hyperparameter_names:
             if isinstance(config.get(name), dict):
                 config[name] = keras.saving.deserialize_keras_object(
                     config[name], custom_objects=custom_objects
                 )
-        return super().from_config(config, custom_objects=custom_objects)
+        optimizer = super().from_config(config, custom_objects=custom_objects)
+        names = [n for n in under_schedule if n in cls._hyperparameter_names]
+        vars(optimizer)["_variables_under_schedule"] = tuple(names)
+        return optimizer
 
     def current_hyperparameters(self, step=None):
         """The hyperparameters of a step, as Python floats, on the host.
@@ -314,36 +358,12 @@ class ScheduledHyperparameters:
                 be taken.
 
         Returns:
-            A dict `{"learning_rate": ..., <name>: ...}` with one entry per
-            scheduled attribute (`momentum` or `beta_1`, and
-            `weight_decay`; 0.0 when the optimizer has no weight decay).
+            `{"learning_rate": ..., "momentum": ..., "weight_decay": ...}`
+            (`momentum` is `beta_1` for the Adam family and Lion;
+            `weight_decay` is 0.0 when the optimizer has none); see
+            `keras_decay.optimizers.current_hyperparameters`.
         """
         return current_hyperparameters(self, step)
-
-    def _take_over(self, model_variables):
-        """State of a Keras optimizer whose class was just set to this one.
-
-        Moves the attribute values Keras' `__init__` stored into the
-        hyperparameter table, then (if built) adds the slots and variables
-        this class always has. Returns whether a variable was created.
-        """
-        values = vars(self).setdefault("_hyperparameters", {})
-        for name in self._hyperparameter_names:
-            if name in vars(self):
-                values[name] = check_hyperparameter(name, vars(self).pop(name))
-        return self._complete(model_variables)
-
-    def _complete(self, model_variables):
-        # Keras saves optimizer variables by position: slots are made
-        # before the hyperparameter variables, as `build` does, so that the
-        # checkpoint of an optimizer taken over after `build` loads into a
-        # new instance of this class.
-        if not self.built:
-            return False
-        count = len(self.variables)
-        self._add_slots(model_variables)
-        self._make_hyperparameter_variables()
-        return len(self.variables) != count
 
 
 def _placeholder(signature, name):
@@ -365,20 +385,69 @@ def _learning_rate_at(optimizer, step):
     return float(value)
 
 
+# The momentum coefficient has one key, `momentum`, whatever the class calls
+# it: SGD's and RMSprop's `momentum`, the Adam family's and Lion's `beta_1`
+# (the value PyTorch's OneCycleLR cycles as "momentum").
+_MOMENTUM_ATTRIBUTES = ("momentum", "beta_1")
+
+
+def _check_step(step):
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+        raise TypeError(
+            "Invalid value received for argument `step`. Expected an "
+            f"integer >= 0 or None. Received: step={step!r}"
+        )
+    if step < 0:
+        raise ValueError(
+            "Invalid value received for argument `step`. Expected an "
+            f"integer >= 0 or None. Received: step={step!r}"
+        )
+    return int(step)
+
+
+def _hyperparameter_at(optimizer, name, step):
+    """The value of attribute `name` at `step` (float), None if it has none."""
+    if isinstance(optimizer, ScheduledHyperparameters):
+        if name not in optimizer._hyperparameter_names:
+            return None
+        value = vars(optimizer)["_hyperparameters"].get(name)
+        if isinstance(value, keras.Variable):
+            return optimizer._variable_float(name, value)
+    else:
+        value = getattr(optimizer, name, None)
+    if value is None:
+        return None
+    if isinstance(value, _Schedule):
+        return _host_float(_clip(name, value(step)))
+    if callable(value) and not (
+        isinstance(value, keras.Variable) or ops.is_tensor(value)
+    ):
+        value = value()  # Keras also takes a callable without arguments
+    return _host_float(value)
+
+
 def current_hyperparameters(optimizer, step=None):
     """The hyperparameters of `optimizer` at a step, as Python floats.
 
-    Works with any Keras optimizer (a `LossScaleOptimizer` is looked
-    through): `learning_rate`, the momentum coefficient under its own name
-    (`momentum` for SGD and RMSprop, `beta_1` for the Adam family and Lion,
-    absent for optimizers without one) and `weight_decay` (0.0 when the
-    optimizer has none). Schedules are evaluated at `step` and clipped as in
-    the update; variables and floats are read as they are now.
+    The one reader of "the hyperparameters of step `t`": the
+    `WeightNormLogger`, `keras_decay.rules` and the experiment use it. Works
+    with any Keras optimizer (a `LossScaleOptimizer` is looked through) and
+    always gives the same keys:
+
+    - `learning_rate`;
+    - `momentum`: the momentum coefficient (`momentum` of SGD and RMSprop,
+      `beta_1` of the Adam family and Lion); absent for an optimizer
+      without one;
+    - `weight_decay`: the decoupled weight decay, 0.0 when there is none.
+
+    Schedules are evaluated at `step` and clipped as in the update;
+    variables and floats are read as they are now.
 
     Args:
         optimizer: A `keras.optimizers.Optimizer`.
-        step: Int. The 0-based step. Defaults to the step about to be taken
-            (the optimizer's step count now).
+        step: Optional int >= 0. The 0-based step (the value of
+            `optimizer.iterations` before that step's update). Defaults to
+            the step about to be taken.
 
     Returns:
         A dict of Python floats.
@@ -393,53 +462,14 @@ def current_hyperparameters(optimizer, step=None):
     optimizer = _keras_compat.unwrap_optimizer(optimizer)
     if step is None:
         step = int(_host_float(_keras_compat.schedule_step(optimizer)))
-    step = ops.convert_to_tensor(step, dtype="int64")
+    step = ops.convert_to_tensor(_check_step(step), dtype="int64")
     result = {"learning_rate": _learning_rate_at(optimizer, step)}
-    if isinstance(optimizer, ScheduledHyperparameters):
-        values = vars(optimizer)["_hyperparameters"]
-        names = optimizer._hyperparameter_names
-    else:
-        names = [n for n in _RANGES if hasattr(optimizer, n)]
-        values = {n: getattr(optimizer, n) for n in names}
-    for name in names:
-        value = values.get(name)
-        if value is None:
-            result[name] = 0.0
-        elif isinstance(value, _Schedule):
-            result[name] = _host_float(_clip(name, value(step)))
-        elif isinstance(optimizer, ScheduledHyperparameters):
-            result[name] = optimizer._variable_float(name, value)
-        else:
-            result[name] = _host_float(value)
-    return result
-
-
-def take_over(optimizer, model_variables, equivalents):
-    """Makes `optimizer` an instance of its `keras_decay.optimizers` class.
-
-    Args:
-        optimizer: A Keras optimizer (not wrapped).
-        model_variables: The variables it is (or will be) built with.
-        equivalents: `[(keras_class, keras_decay_class), ...]`, most
-            derived first.
-
-    Returns:
-        Whether the optimizer changed (a new class or new variables), i.e.
-        whether a traced train function is out of date.
-    """
-    if isinstance(optimizer, ScheduledHyperparameters):
-        return optimizer._complete(model_variables)
-    for keras_class, own_class in equivalents:
-        if _keras_compat.is_builtin_optimizer(optimizer, keras_class):
+    for name in _MOMENTUM_ATTRIBUTES:
+        value = _hyperparameter_at(optimizer, name, step)
+        if value is not None:
+            result["momentum"] = value
             break
-    else:
-        raise TypeError(
-            "Only Keras' built-in optimizers "
-            f"({', '.join(k.__name__ for k, _ in equivalents)}) and "
-            "keras_decay.optimizers can be scheduled. Received: "
-            f"optimizer={type(optimizer).__name__}"
-        )
-    # The class, not an attribute or a method, changes: the state stays.
-    optimizer.__class__ = own_class
-    optimizer._take_over(model_variables)
-    return True
+    result["weight_decay"] = (
+        _hyperparameter_at(optimizer, "weight_decay", step) or 0.0
+    )
+    return result

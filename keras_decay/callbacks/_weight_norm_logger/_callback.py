@@ -19,17 +19,11 @@ from keras_decay.callbacks._weight_norm_logger._statistics import Statistics
 from keras_decay.callbacks._weight_norm_logger._summaries import hparams_summary
 from keras_decay.callbacks._weight_norm_logger._summaries import log_summary
 from keras_decay.callbacks._weight_norm_logger._writer import EventWriter
+from keras_decay.optimizers import current_hyperparameters
 
 __all__ = ["WeightNormLogger"]
 
 _NORMS = ("l2", "l1", "max")
-# Optimizer attributes logged as `optimizer/<tag>`, first present name wins
-# (for optimizers without `current_hyperparameters`).
-_OPTIMIZER_HYPERS = (
-    ("learning_rate", ("learning_rate",)),
-    ("momentum", ("momentum", "beta_1")),
-    ("weight_decay", ("weight_decay",)),
-)
 
 
 def _check_update_freq(update_freq):
@@ -79,18 +73,6 @@ def _plain_number(value):
     return float(value)
 
 
-def _as_float32_tensor(value):
-    """A float32 scalar from a float, a tensor, a variable or an object that
-    converts to a tensor (read now, so later changes are seen)."""
-    if isinstance(value, numbers.Real):
-        return float(value)
-    try:
-        tensor = ops.convert_to_tensor(value)
-    except (TypeError, ValueError):
-        return float(value)
-    return ops.cast(tensor, "float32")
-
-
 @keras.saving.register_keras_serializable(package="keras_decay")
 class WeightNormLogger(keras.callbacks.Callback):
     """Logs weight norms and weight-decay diagnostics to TensorBoard.
@@ -114,13 +96,14 @@ class WeightNormLogger(keras.callbacks.Callback):
     sqrt(sum over variables of sum(w**2))`, `regularization/loss` (the sum
     of the weight regularizers' penalties, i.e. `sum(model.losses)` outside
     a forward pass, not divided by the number of replicas) and
-    `optimizer/learning_rate`, `optimizer/momentum` (`momentum`, or Adam's
-    `beta_1`) and `optimizer/weight_decay` where the optimizer has them.
+    `optimizer/learning_rate`, `optimizer/momentum` (SGD's and RMSprop's
+    `momentum`, the Adam family's and Lion's `beta_1`; where the optimizer
+    has one), `optimizer/weight_decay` (0 without decay) and, with a weight
+    decay, `decay/timescale_steps` (`keras_decay.rules.optimizer_timescale`).
 
-    The optimizer values are those the logged step used: with a
-    `keras_decay.optimizers` optimizer, `current_hyperparameters(step)` at
-    `step = iterations - 1`; otherwise the optimizer's attributes as they
-    are at the log (for a schedule, the rate of the next step).
+    The optimizer values are those the logged step used, all read at the
+    same step, `step = iterations - 1`, by
+    `keras_decay.optimizers.current_hyperparameters` (any Keras optimizer).
 
     All statistics come from one compiled function (a `tf.function` on
     TensorFlow, `jax.jit` on JAX, eager `torch.no_grad()` code on PyTorch),
@@ -253,34 +236,24 @@ class WeightNormLogger(keras.callbacks.Callback):
             ) from error
         return writer
 
-    def _hyper_sources(self, optimizer):
-        """`([(tag, name)], scheduled)`: the optimizer values to log.
-
-        `scheduled` when the optimizer resolves its own values per step
-        (`current_hyperparameters`); otherwise its attributes are read.
-        """
-        current = getattr(optimizer, "current_hyperparameters", None)
-        if current is not None:
-            names = list(current(step=0))
-            return [(f"optimizer/{name}", name) for name in names], True
-        sources = []
-        for tag, names in _OPTIMIZER_HYPERS:
-            for name in names:
-                if getattr(optimizer, name, None) is not None:
-                    sources.append((f"optimizer/{tag}", name))
-                    break
-        return sources, False
+    def _hyper_tags(self, optimizer):
+        """The `optimizer/<name>` tags: the keys of the optimizer's
+        `current_hyperparameters` (none without an optimizer)."""
+        if optimizer is None:
+            return []
+        names = current_hyperparameters(optimizer, step=0)
+        return [f"optimizer/{name}" for name in names]
 
     def _build(self):
         """Builds the statistics once per set of variables."""
         variables = list(self.model.trainable_variables)
         optimizer = unwrap_optimizer(getattr(self.model, "optimizer", None))
-        hypers, scheduled = self._hyper_sources(optimizer)
-        key = (tuple(id(v) for v in variables), tuple(hypers), scheduled)
+        hypers = self._hyper_tags(optimizer)
+        key = (tuple(id(v) for v in variables), tuple(hypers))
         if self._statistics is not None and key == self._key:
             return
         self._key = key
-        self._hypers, self._scheduled = hypers, scheduled
+        self._hypers = hypers
         paths, seen = [], set()
         for variable in variables:
             path, i = variable.path, 1
@@ -293,17 +266,17 @@ class WeightNormLogger(keras.callbacks.Callback):
             paths,
             self.norms,
             self.histograms,
-            [tag for tag, _ in hypers],
+            hypers,
         )
 
-    def _decay_scalars(self, optimizer):
+    def _decay_scalars(self, optimizer, step):
         """`decay/timescale_steps` when the training has a weight decay.
 
-        `tau = rules.optimizer_timescale(optimizer, model)`: the decoupled
-        weight decay of the optimizer plus the coupled L2 of the model's
-        regularizers (under SGD), at the optimizer's current step.
+        `tau = rules.optimizer_timescale(optimizer, model, step)`: the
+        decoupled weight decay of the optimizer plus the coupled L2 of the
+        model's regularizers (under SGD), at the logged step.
         """
-        tau = rules.optimizer_timescale(optimizer, self.model)
+        tau = rules.optimizer_timescale(optimizer, self.model, step)
         return {} if tau is None else {"decay/timescale_steps": tau}
 
     # -- callback hooks -------------------------------------------------------
@@ -343,33 +316,24 @@ class WeightNormLogger(keras.callbacks.Callback):
         with strategy.scope():  # Cross-replica context.
             return function(*args)
 
-    def _optimizer_values(self, optimizer, iterations):
-        """Python floats, or a float32 tensor read on the device."""
-        if self._scheduled:
-            # The values the last step taken used (step `iterations - 1`).
-            values = optimizer.current_hyperparameters(
-                step=max(iterations - 1, 0)
-            )
-            return [float(values[name]) for _, name in self._hypers]
+    def _optimizer_values(self, optimizer, step):
+        """The `optimizer/*` values of `step`, Python floats."""
         if not self._hypers:
             return []
-        return ops.stack(
-            [
-                ops.cast(
-                    _as_float32_tensor(getattr(optimizer, name)), "float32"
-                )
-                for _, name in self._hypers
-            ]
-        )
+        values = current_hyperparameters(optimizer, step)
+        return [float(values[tag.split("/", 1)[1]]) for tag in self._hypers]
 
     def _log(self, epoch):
         sync_jax_state(self.model)
         optimizer = unwrap_optimizer(self.model.optimizer)
         iterations = int(ops.convert_to_numpy(optimizer.iterations))
         step = iterations if epoch is None else epoch
-        hypers = self._optimizer_values(optimizer, iterations)
+        # The values the last step taken used (step `iterations - 1`).
+        used = max(iterations - 1, 0)
+        hypers = self._optimizer_values(optimizer, used)
         scalars, histograms = self._in_scope(self._statistics.compute, hypers)
-        scalars.update(self._decay_scalars(optimizer))
+        if optimizer is not None:
+            scalars.update(self._decay_scalars(optimizer, used))
         if self._writer is not None:
             summary = log_summary(scalars, histograms, self._described)
             self._writer.write(step, summary)
