@@ -25,9 +25,10 @@ decay (or freeze) nothing.
 """
 
 import fnmatch
+import warnings
 
-from keras_decay._validation import _fail
 from keras_decay._validation import check_non_negative_float
+from keras_decay._validation import fail
 
 NDIM_NOTE = "ndim <= 1"
 EXCLUDED_NOTE = "excluded"
@@ -68,9 +69,9 @@ def check_patterns(value, name):
     ):
         return tuple(sorted(value))
     if not isinstance(value, (list, tuple)):
-        _fail(TypeError, name, _PATTERNS, value)
+        fail(TypeError, name, _PATTERNS, value)
     if not all(isinstance(pattern, str) for pattern in value):
-        _fail(TypeError, name, _PATTERNS, value)
+        fail(TypeError, name, _PATTERNS, value)
     return tuple(value)
 
 
@@ -80,11 +81,11 @@ def check_multipliers(value, name):
         return {}
     expected = "a dict {layer-name pattern: multiplier}"
     if not isinstance(value, dict):
-        _fail(TypeError, name, expected, value)
+        fail(TypeError, name, expected, value)
     checked = {}
     for pattern, multiplier in value.items():
         if not isinstance(pattern, str):
-            _fail(TypeError, name, "string keys (layer-name patterns)", value)
+            fail(TypeError, name, "string keys (layer-name patterns)", value)
         checked[pattern] = check_non_negative_float(
             multiplier, f"{name}[{pattern!r}]"
         )
@@ -130,6 +131,8 @@ def select(
     decay_mult_name="decay_mult",
     lr_mult_name="lr_mult",
     extra_excluded=None,
+    empty_ok=False,
+    strict=True,
 ):
     """Applies the rules to `variables`; returns one `Choice` per variable.
 
@@ -143,6 +146,11 @@ def select(
             user knows them by, for the error message.
         extra_excluded: Optional predicate `variable -> bool` for variables
             excluded otherwise (the optimizers' `exclude_from_weight_decay`).
+        empty_ok: Whether no variable at all is fine (an optimizer of a
+            model without trainable weights); else a `ValueError`.
+        strict: Whether a pattern that matches no variable is a
+            `ValueError`; else a `RuntimeWarning` (an optimizer loaded from
+            a file: Keras may rename the paths, keras-team/keras#23251).
 
     Raises:
         ValueError: A pattern matches no variable, or there is no variable.
@@ -151,13 +159,15 @@ def select(
     lr_mult = lr_mult or {}
     variables = list(variables)
     if not variables:
+        if empty_ok:
+            return []
         raise ValueError(
             "There are no trainable variables to select weight decay for."
         )
     used_exclude, used_decay, used_lr = set(), set(), set()
     choices = []
     for variable in variables:
-        path = variable.path
+        path = variable_path(variable)
         notes = []
         excluded = [p for p in exclude if path_matches(path, p)]
         used_exclude.update(excluded)
@@ -172,10 +182,25 @@ def select(
         if lr == 0.0:
             notes.append("lr_mult 0")
         choices.append(Choice(path, variable.shape, decay, lr, notes))
-    _check_all_used(exclude, used_exclude, exclude_name, variables, "path")
-    _check_all_used(decay_mult, used_decay, decay_mult_name, variables, "name")
-    _check_all_used(lr_mult, used_lr, lr_mult_name, variables, "name")
+    for patterns, used, name, what in (
+        (exclude, used_exclude, exclude_name, "path"),
+        (decay_mult, used_decay, decay_mult_name, "name"),
+        (lr_mult, used_lr, lr_mult_name, "name"),
+    ):
+        try:
+            _check_all_used(patterns, used, name, variables, what)
+        except ValueError as error:
+            if strict:
+                raise
+            warnings.warn(str(error), RuntimeWarning, stacklevel=3)
     return choices
+
+
+def variable_path(variable):
+    """`variable.path`; the name of a backend variable without one (a
+    `tf.Variable` passed to `apply_gradients` in a custom loop)."""
+    path = getattr(variable, "path", None)
+    return path if path is not None else variable.name
 
 
 def _check_all_used(patterns, used, name, variables, what):
@@ -183,8 +208,8 @@ def _check_all_used(patterns, used, name, variables, what):
     if not unused:
         return
     target = "variable path" if what == "path" else "layer name on a path"
-    example = variables[0].path
-    _fail(
+    example = variable_path(variables[0])
+    fail(
         ValueError,
         name,
         f"patterns that each match a {target} of the trainable variables "

@@ -17,7 +17,8 @@ import numbers
 import numpy as np
 
 
-def _fail(error, name, expected, value):
+def fail(error, name, expected, value):
+    """Raises `error` in Keras' message template for argument `name`."""
     raise error(
         f"Invalid value received for argument `{name}`. Expected {expected}. "
         f"Received: {name}={value!r}"
@@ -57,18 +58,18 @@ def check_float(
             low, high, low_inclusive, high_inclusive
         )
     if not _is_real(value):
-        _fail(TypeError, name, expected, value)
+        fail(TypeError, name, expected, value)
     value = float(value)
     if not math.isfinite(value):
-        _fail(ValueError, name, expected, value)
+        fail(ValueError, name, expected, value)
     if low is not None and (
         value < low or (value == low and not low_inclusive)
     ):
-        _fail(ValueError, name, expected, value)
+        fail(ValueError, name, expected, value)
     if high is not None and (
         value > high or (value == high and not high_inclusive)
     ):
-        _fail(ValueError, name, expected, value)
+        fail(ValueError, name, expected, value)
     return value
 
 
@@ -99,12 +100,12 @@ def check_int(value, name, *, low=None, expected=None):
         expected = "an integer" + ("" if low is None else f" >= {low}")
     if _is_real(value) and not _is_integral(value):
         if not (math.isfinite(value) and float(value).is_integer()):
-            _fail(TypeError, name, expected, value)
+            fail(TypeError, name, expected, value)
     elif not _is_integral(value):
-        _fail(TypeError, name, expected, value)
+        fail(TypeError, name, expected, value)
     value = int(value)
     if low is not None and value < low:
-        _fail(ValueError, name, expected, value)
+        fail(ValueError, name, expected, value)
     return value
 
 
@@ -123,7 +124,7 @@ def check_optional(check, value, name, *args, **kwargs):
 def check_bool(value, name):
     """Returns `value` as a `bool` if it is a `bool` or a NumPy `bool_`."""
     if not isinstance(value, (bool, np.bool_)):
-        _fail(TypeError, name, "a bool (True or False)", value)
+        fail(TypeError, name, "a bool (True or False)", value)
     return bool(value)
 
 
@@ -131,7 +132,7 @@ def check_choice(value, name, choices):
     """Returns `value` if it is one of `choices`."""
     if value not in choices:
         options = ", ".join(repr(c) for c in choices)
-        _fail(ValueError, name, f"one of {{{options}}}", value)
+        fail(ValueError, name, f"one of {{{options}}}", value)
     return value
 
 
@@ -145,3 +146,21 @@ def _describe_bounds(low, high, low_inclusive, high_inclusive):
     left = "[" if low_inclusive else "("
     right = "]" if high_inclusive else ")"
     return f" in {left}{low}, {high}{right}"
+
+
+def check_schedule(value, name="schedule"):
+    """Returns `value` if it is a `LearningRateSchedule` (Keras' or ours).
+
+    Keras is imported here, not at the top: the command's option checks
+    use this module without a backend.
+    """
+    import keras
+
+    if not isinstance(value, keras.optimizers.schedules.LearningRateSchedule):
+        fail(
+            TypeError,
+            name,
+            "a keras.optimizers.schedules.LearningRateSchedule instance",
+            value,
+        )
+    return value

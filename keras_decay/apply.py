@@ -1,5 +1,6 @@
 """Put weight decay on every weight of an already built model, Caffe-style."""
 
+import math
 import warnings
 
 import keras
@@ -8,12 +9,13 @@ from keras_decay import _keras_compat
 from keras_decay._selection import check_multipliers
 from keras_decay._selection import check_patterns
 from keras_decay._selection import select
-from keras_decay._validation import _fail
 from keras_decay._validation import check_bool
 from keras_decay._validation import check_choice
 from keras_decay._validation import check_non_negative_float
 from keras_decay._validation import check_optional
 from keras_decay._validation import check_positive_int
+from keras_decay._validation import fail
+from keras_decay.regularizers import ElasticDecay
 from keras_decay.regularizers import L1Decay
 from keras_decay.regularizers import WeightDecay
 
@@ -48,7 +50,10 @@ class DecayRow:
         shape: The variable's shape, a tuple.
         multiplier: The Caffe `decay_mult` applied (0 when not decayed).
         rate: The effective rate, `rate * multiplier` (for an optimizer's
-            report: `weight_decay * multiplier`).
+            report: `weight_decay * multiplier`); for a regularizer the
+            variable kept, that regularizer's own rate in the same
+            convention (`_kept_rate`), so the report describes
+            `model.losses`.
         note: Why a variable is not decayed (`"ndim <= 1"`, `"excluded"`,
             `"decay_mult 0"`), `"lr_mult 0"` for a frozen variable,
             `"kept <Regularizer>"` / `"removed <Regularizer>"` for a
@@ -75,7 +80,9 @@ class DecayRow:
 
     @property
     def decayed(self):
-        return self.rate > 0.0
+        """Whether the variable is decayed (a rate that is not 0; NaN for
+        a kept regularizer of a kind this report cannot measure)."""
+        return self.rate != 0.0
 
     def __repr__(self):
         lr = (
@@ -264,57 +271,25 @@ def apply_weight_decay(
 
     owned = list(_owned_trainable_variables(model))
     if not owned:
-        _fail(ValueError, "model", "a model with trainable variables", model)
-    choices = select(
-        [variable for _, variable, _ in owned],
-        exclude=exclude,
-        decay_mult=decay_mult,
-    )
-    plan = [
-        (layer, variable, rebuilt, choice, rate * choice.decay_multiplier)
-        for (layer, variable, rebuilt), choice in zip(owned, choices)
-    ]
-
+        fail(ValueError, "model", "a model with trainable variables", model)
+    plan = _decide(owned, rate, kind, num_examples, decay_mult, exclude)
     clashes = [
-        variable.path
-        for _, variable, _, _, effective in plan
-        if effective > 0.0 and variable.regularizer is not None
+        d.variable.path
+        for d in plan
+        if d.decays and d.earlier is not None and not overwrite
     ]
-    if clashes and not overwrite:
+    if clashes:
         raise ValueError(
             "These variables already have a regularizer: "
             f"{', '.join(clashes)}. Pass `overwrite=True` to replace them. "
             f"Received: overwrite={overwrite}"
         )
-
     rows, unsaved = [], []
-    for layer, variable, rebuilt, choice, effective in plan:
-        notes = list(choice.notes)
-        earlier = variable.regularizer
-        if effective > 0.0:
-            regularizer = _KINDS[kind](effective, num_examples=num_examples)
-        elif earlier is not None and not overwrite:
-            notes.append(f"kept {type(earlier).__name__}")
-            regularizer = earlier
-        else:
-            regularizer = None
-            if earlier is not None:
-                notes.append(f"removed {type(earlier).__name__}")
-        if regularizer is not earlier:
-            variable.regularizer = regularizer
-            saved = _set_layer_argument(layer, variable, regularizer)
-            if not (saved and rebuilt):
-                notes.append("not saved")
-                unsaved.append(variable.path)
-        rows.append(
-            DecayRow(
-                variable.path,
-                variable.shape,
-                choice.decay_multiplier,
-                effective,
-                "; ".join(notes),
-            )
-        )
+    for decision in plan:
+        row = _carry_out(decision, kind, overwrite)
+        if "not saved" in row.note.split("; "):
+            unsaved.append(row.path)
+        rows.append(row)
     if unsaved:
         warnings.warn(
             "Weight decay is changed on these variables, but their layers "
@@ -327,11 +302,99 @@ def apply_weight_decay(
     return DecayReport(rows, kind)
 
 
+class _Decision:
+    """What `apply_weight_decay` decided for one variable (nothing done)."""
+
+    __slots__ = ("layer", "variable", "rebuilt", "choice", "earlier", "new")
+
+    def __init__(self, layer, variable, rebuilt, choice, new):
+        self.layer, self.variable, self.rebuilt = layer, variable, rebuilt
+        self.choice = choice
+        self.earlier = variable.regularizer
+        self.new = new  # the regularizer to set, or None: not decayed
+
+    @property
+    def decays(self):
+        return self.new is not None
+
+
+def _decide(owned, rate, kind, num_examples, decay_mult, exclude):
+    """The pure part: one `_Decision` per `(layer, variable, rebuilt)`."""
+    choices = select(
+        [variable for _, variable, _ in owned],
+        exclude=exclude,
+        decay_mult=decay_mult,
+    )
+    decisions = []
+    for (layer, variable, rebuilt), choice in zip(owned, choices):
+        effective = rate * choice.decay_multiplier
+        new = None
+        if effective > 0.0:
+            new = _KINDS[kind](effective, num_examples=num_examples)
+        decisions.append(_Decision(layer, variable, rebuilt, choice, new))
+    return decisions
+
+
+def _carry_out(decision, kind, overwrite):
+    """Sets the decided regularizer (the mutation); returns the row."""
+    notes = list(decision.choice.notes)
+    earlier, regularizer = decision.earlier, decision.new
+    effective = decision.new.rate if decision.decays else 0.0
+    if regularizer is None and earlier is not None:
+        if overwrite:
+            notes.append(f"removed {type(earlier).__name__}")
+        else:
+            notes.append(f"kept {type(earlier).__name__}")
+            regularizer = earlier
+            effective = _kept_rate(earlier, kind)
+    variable = decision.variable
+    if regularizer is not earlier:
+        variable.regularizer = regularizer
+        saved = _set_layer_argument(decision.layer, variable, regularizer)
+        if not (saved and decision.rebuilt):
+            notes.append("not saved")
+    return DecayRow(
+        variable.path,
+        variable.shape,
+        decision.choice.decay_multiplier,
+        effective,
+        "; ".join(notes),
+    )
+
+
+def _kept_rate(regularizer, kind):
+    """The rate of a regularizer a variable kept, in this report's terms.
+
+    The gradient convention of `rate` (PyTorch's `weight_decay`): the L2
+    coefficient of `WeightDecay` and `ElasticDecay` (`rate`, `l2`),
+    `2 * l2` of Keras' `L2` and `L1L2`; for `kind="l1"` the L1 coefficient
+    (`L1Decay.rate`, `ElasticDecay.l1`, Keras' `l1`). NaN for a regularizer
+    of another class (it adds a penalty this report cannot measure).
+    """
+    l1, l2 = 0.0, 0.0
+    if isinstance(regularizer, WeightDecay):
+        l2 = regularizer.rate
+    elif isinstance(regularizer, L1Decay):
+        l1 = regularizer.rate
+    elif isinstance(regularizer, ElasticDecay):
+        l1, l2 = regularizer.l1, regularizer.l2
+    elif isinstance(
+        regularizer, (keras.regularizers.L2, keras.regularizers.L1L2)
+    ):
+        l2 = 2.0 * float(regularizer.l2)
+        l1 = float(getattr(regularizer, "l1", 0.0))
+    elif isinstance(regularizer, keras.regularizers.L1):
+        l1 = float(regularizer.l1)
+    else:
+        return math.nan
+    return l1 if kind == "l1" else l2
+
+
 def _check_model(model):
     if not isinstance(model, keras.Model):
-        _fail(TypeError, "model", "a keras.Model", model)
+        fail(TypeError, "model", "a keras.Model", model)
     if not model.built:
-        _fail(
+        fail(
             ValueError,
             "model",
             "a built model (call it on data or build it first)",

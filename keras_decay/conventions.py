@@ -14,11 +14,11 @@ Two values are the same regularization when their gradients are equal:
 `2 * l2 == wd == lam / n`.
 """
 
-from keras_decay._validation import _fail
 from keras_decay._validation import check_choice
 from keras_decay._validation import check_non_negative_float
 from keras_decay._validation import check_optional
 from keras_decay._validation import check_positive_int
+from keras_decay._validation import fail
 
 __all__ = ["CONVENTIONS", "convert"]
 
@@ -56,14 +56,14 @@ def convert(value, source, target, *, num_examples=None):
     )
     uses_n = "nielsen" in (source, target)
     if uses_n and num_examples is None:
-        _fail(
+        fail(
             ValueError,
             "num_examples",
             'the training-set size when converting from or to "nielsen"',
             num_examples,
         )
     if not uses_n and num_examples is not None:
-        _fail(
+        fail(
             ValueError,
             "num_examples",
             'None unless converting from or to "nielsen"',

@@ -21,11 +21,11 @@ with weight-decay regularizers).
 
 import keras
 
-from keras_decay._validation import _fail
 from keras_decay._validation import check_bool
 from keras_decay._validation import check_float
 from keras_decay._validation import check_optional
 from keras_decay._validation import check_positive_float
+from keras_decay._validation import fail
 from keras_decay.optimizers import current_hyperparameters
 from keras_decay.regularizers import ElasticDecay
 from keras_decay.regularizers import L1Decay
@@ -180,7 +180,7 @@ def scale_weight_decay(
             if from_steps is not None
             else ("from_steps", from_steps)
         )
-        _fail(
+        fail(
             ValueError,
             name,
             "a float > 0 when the other of from_steps/to_steps is given",
@@ -231,9 +231,9 @@ def optimizer_timescale(optimizer, model=None, step=None):
     if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         optimizer = optimizer.inner_optimizer
     if not isinstance(optimizer, keras.optimizers.Optimizer):
-        _fail(TypeError, "optimizer", "a keras.optimizers.Optimizer", optimizer)
+        fail(TypeError, "optimizer", "a keras.optimizers.Optimizer", optimizer)
     if model is not None and not isinstance(model, keras.Model):
-        _fail(TypeError, "model", "a keras.Model or None", model)
+        fail(TypeError, "model", "a keras.Model or None", model)
     current = current_hyperparameters(optimizer, step)
     learning_rate = current["learning_rate"]
     rate = current.get("weight_decay") or 0.0

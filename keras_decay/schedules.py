@@ -40,6 +40,7 @@ from keras_decay._validation import check_float
 from keras_decay._validation import check_non_negative_float
 from keras_decay._validation import check_positive_float
 from keras_decay._validation import check_positive_int
+from keras_decay._validation import check_schedule
 
 __all__ = [
     "ExponentialDecay",
@@ -140,7 +141,9 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
     `epoch = floor(t / steps_per_epoch)`: the "halve every 5 epochs" rule
     with the defaults. Per epoch it equals PyTorch's
     `StepLR(step_size=epochs_per_drop, gamma=drop)`, i.e.
-    `lr * gamma ** (epoch // step_size)`.
+    `lr * gamma ** (epoch // step_size)`. It is
+    `ExponentialDecay(initial_learning_rate, steps_per_epoch *
+    epochs_per_drop, drop, staircase=True)`, parameterised in epochs.
 
     Args:
         initial_learning_rate: Float >= 0. The value during the first
@@ -182,12 +185,17 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
             epochs_per_drop, "epochs_per_drop"
         )
 
+        # floor(floor(t / s) / e) == floor(t / (s * e)) for whole s, e: the
+        # staircase of ExponentialDecay, counted in epochs.
+        self._staircase = ExponentialDecay(
+            self.initial_learning_rate,
+            self.steps_per_epoch * self.epochs_per_drop,
+            self.drop,
+            staircase=True,
+        )
+
     def __call__(self, step):
-        step = _as_wide_step(step)
-        epoch = ops.floor_divide(step, self.steps_per_epoch)
-        drops = ops.floor_divide(epoch, self.epochs_per_drop)
-        factor = ops.exp(drops * math.log(self.drop))
-        return _out(self.initial_learning_rate * factor)
+        return self._staircase(step)
 
     def get_config(self):
         return {
@@ -262,15 +270,7 @@ class Warmup(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, schedule, warmup_steps, initial_value=0.0):
         super().__init__()
-        if not isinstance(
-            schedule, keras.optimizers.schedules.LearningRateSchedule
-        ):
-            raise TypeError(
-                "Invalid value received for argument `schedule`. Expected a "
-                "keras.optimizers.schedules.LearningRateSchedule instance. "
-                f"Received: schedule={schedule!r}"
-            )
-        self.schedule = schedule
+        self.schedule = check_schedule(schedule)
         self.warmup_steps = check_positive_int(warmup_steps, "warmup_steps")
         self.initial_value = check_non_negative_float(
             initial_value, "initial_value"

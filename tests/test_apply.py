@@ -354,13 +354,38 @@ def test_without_overwrite_a_kept_regularizer_is_in_the_report():
     assert isinstance(
         model.get_layer("d").kernel.regularizer, keras.regularizers.L2
     )
-    assert "1 of 4 trainable variables decayed; 1 keeps an earlier " in str(
+    # The report describes model.losses: the kept L2(2.0) is a decay of
+    # rate 4.0 in the gradient convention (penalty 4.0 / 2 * sum w**2).
+    assert row.rate == 4.0 and row in report.decayed
+    assert "2 of 4 trainable variables decayed; 1 keeps an earlier " in str(
         report
     )
     # model.losses: the kept L2 (2 * sum w**2) plus the new decay on `e`.
     e = np.asarray(model.get_layer("e").kernel, "float64")
     expected = 2.0 * 12 * 1.5**2 + 0.1 / 2.0 * np.sum(e**2)
     assert _total_penalty(model) == pytest.approx(expected, rel=1e-6)
+    rates = {r.path: r.rate for r in report}
+    assert _expected_penalty(model, rates) == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_kept_regularizer_of_our_own_keeps_its_rate_in_the_report():
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(
+                3, name="d", kernel_regularizer=WeightDecay(1.0)
+            ),
+            keras.layers.Dense(2, name="e"),
+        ]
+    )
+    layer = model.get_layer("d")
+    report = apply_weight_decay(model, 1.0, decay_mult={"d": 0.0})
+    row = report[layer.kernel.path]
+    assert (row.rate, row.note) == (1.0, "decay_mult 0; kept WeightDecay")
+    assert {r.path for r in report.decayed} == {
+        layer.kernel.path,
+        model.get_layer("e").kernel.path,
+    }
 
 
 def test_ndim_rule_wins_over_decay_mult():

@@ -259,6 +259,17 @@ def test_schedule_out_of_range_raises():
     np.testing.assert_allclose(rate, 0.05, rtol=1e-6)
 
 
+def test_a_schedule_leaving_the_range_later_raises_before_the_first_step():
+    # 0 at step 0, 1.0 at step 2 (of the 4 this fit takes): refused at once.
+    late = keras.optimizers.schedules.PolynomialDecay(
+        0.0, 2, end_learning_rate=1.0, power=1.0
+    )
+    model = _three_layer_model()
+    with pytest.raises(ValueError, match=r"Received: rate=1 at step 2"):
+        _fit(model, DropRateScheduler(late))
+    assert int(ops.convert_to_numpy(model.optimizer.iterations)) == 0
+
+
 def test_bad_constructor_arguments_raise():
     with pytest.raises(TypeError, match="Received: schedule="):
         DropRateScheduler(lambda step: 0.1)

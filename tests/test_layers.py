@@ -519,3 +519,9 @@ def test_drop_path_replicas_draw_different_masks():
     keras.backend.clear_session()
     single = np.asarray(DropPath(0.5, seed=21)(tf.ones(shape), training=True))
     np.testing.assert_array_equal(first, single)
+
+
+def test_drop_path_needs_a_batch_axis():
+    layer = DropPath(0.5, seed=1)
+    with pytest.raises(ValueError, match=r"rank >= 1.*shape \(\)"):
+        layer(keras.ops.ones(()), training=True)

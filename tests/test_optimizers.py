@@ -395,6 +395,16 @@ def test_current_hyperparameters_step_is_a_non_negative_int(step, error):
         optimizers.current_hyperparameters(optimizer, step)
 
 
+def test_one_range_one_message_and_floats_the_variable_can_hold():
+    # Lion's beta_1 excludes 0 (Keras' own check): the message says so.
+    with pytest.raises(ValueError, match=r"in \(0.0, 1.0\].*beta_1=0.0"):
+        optimizers.Lion(beta_1=0.0)
+    optimizers.Lion(beta_1=1.0)
+    optimizers.SGD(momentum=0.0)  # SGD's range includes 0
+    with pytest.raises(ValueError, match=r"at most .*weight_decay=1e\+300"):
+        optimizers.AdamW(weight_decay=1e300)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match=r"Received: momentum=1.5"):
         optimizers.SGD(momentum=1.5)

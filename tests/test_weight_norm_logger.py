@@ -793,3 +793,12 @@ def test_writes_events_without_importing_tensorflow(tmp_path):
     assert len(events["weight_norm/global"]) == 1
     [(_, buckets, plugin)] = events["weight_histogram/sequential/dense/kernel"]
     assert plugin == "histograms" and buckets[:, 2].sum() == 6
+
+
+def test_numpy_scalars_are_accepted_as_hparams():
+    logger = WeightNormLogger(
+        hparams={"flag": np.True_, "units": np.int64(3), "lr": np.float32(0.5)}
+    )
+    assert logger.hparams == {"flag": True, "units": 3, "lr": 0.5}
+    assert type(logger.hparams["flag"]) is bool
+    assert type(logger.hparams["units"]) is int

@@ -5,6 +5,8 @@ from keras import ops
 
 from keras_decay import _keras_compat
 from keras_decay._config import deserialize_nested
+from keras_decay._validation import check_schedule
+from keras_decay.callbacks._schedule_range import first_out_of_range
 
 
 @keras.saving.register_keras_serializable(package="keras_decay")
@@ -51,14 +53,7 @@ class DropRateScheduler(keras.callbacks.Callback):
 
     def __init__(self, schedule, layers=None):
         super().__init__()
-        if not isinstance(
-            schedule, keras.optimizers.schedules.LearningRateSchedule
-        ):
-            raise TypeError(
-                "Invalid value received for argument `schedule`. Expected a "
-                "`keras.optimizers.schedules.LearningRateSchedule`. "
-                f"Received: schedule={schedule!r}"
-            )
+        check_schedule(schedule)
         if layers is not None:
             if not isinstance(layers, (list, tuple)) or not all(
                 isinstance(name, str) for name in layers
@@ -77,6 +72,14 @@ class DropRateScheduler(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._targets = self._find_layers()
+        found = first_out_of_range(self, self.schedule, 0.0, 1.0, False)
+        if found is not None:
+            step, rate = found
+            raise ValueError(
+                "Invalid value received for the schedule's output. Expected "
+                "a rate in [0, 1) at every step this fit takes. Received: "
+                f"rate={rate:.7g} at step {step}"
+            )
         self._update = self._make_update()
 
     def on_train_batch_begin(self, batch, logs=None):

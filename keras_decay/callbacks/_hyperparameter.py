@@ -18,11 +18,12 @@ without the callback, goes on along the schedule (setting a float,
 import contextlib
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_decay import _keras_compat
 from keras_decay._config import deserialize_nested
+from keras_decay._validation import check_schedule
+from keras_decay.callbacks._schedule_range import first_out_of_range
 from keras_decay.optimizers import current_hyperparameters
 from keras_decay.optimizers._scheduled import ScheduledHyperparameters
 
@@ -30,35 +31,18 @@ __all__ = ["MomentumScheduler", "WeightDecayScheduler"]
 
 
 def _check_schedule(schedule):
-    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
-        return schedule
-    raise TypeError(
-        "Invalid value received for argument `schedule`. Expected a "
-        "keras.optimizers.schedules.LearningRateSchedule instance (the "
-        "optimizer evaluates it inside each step and saves it: a plain "
-        "function of the step can do neither; write it as a "
-        "LearningRateSchedule subclass with keras.ops, or use one of "
-        f"keras_decay.schedules). Received: schedule={schedule!r}"
-    )
-
-
-def _schedule_values(schedule, start, count):
-    """`schedule(t)` for t in `[start, start + count)` on the host."""
-    steps = np.arange(start, start + count)
-    try:
-        values = np.asarray(
-            ops.convert_to_numpy(schedule(ops.convert_to_tensor(steps))),
-            "float64",
+    if not isinstance(
+        schedule, keras.optimizers.schedules.LearningRateSchedule
+    ) and callable(schedule):
+        raise TypeError(
+            "Invalid value received for argument `schedule`. Expected a "
+            "keras.optimizers.schedules.LearningRateSchedule instance (the "
+            "optimizer evaluates it inside each step and saves it: a plain "
+            "function of the step can do neither; write it as a "
+            "LearningRateSchedule subclass with keras.ops, or use one of "
+            f"keras_decay.schedules). Received: schedule={schedule!r}"
         )
-        if values.shape == steps.shape:
-            return steps, values
-    except Exception:  # noqa: BLE001 (not vectorized: one step at a time)
-        pass
-    if count > 10_000:  # a host loop that long: the ends and 10k between
-        steps = np.unique(np.linspace(start, start + count - 1, 10_000))
-        steps = steps.astype(np.int64)
-    values = [float(ops.convert_to_numpy(schedule(int(t)))) for t in steps]
-    return steps, np.asarray(values, "float64")
+    return check_schedule(schedule)
 
 
 class _HyperparameterScheduler(keras.callbacks.Callback):
@@ -116,27 +100,16 @@ class _HyperparameterScheduler(keras.callbacks.Callback):
 
     def _check_range(self):
         """Raises before the first step if the schedule leaves its range
-        on any step the fit can take (or, without a known step count, at
-        the first step)."""
-        start = int(
-            ops.convert_to_numpy(_keras_compat.schedule_step(self._optimizer))
-        )
-        params = self.params or {}
-        epochs, steps = params.get("epochs"), params.get("steps")
-        count = epochs * steps if epochs and steps else 1
-        steps, values = _schedule_values(self.schedule, start, count)
-        low, high = self._low, self._high
-        bad = ~np.isfinite(values) | (values < low)
-        if high is not None:
-            bad |= values > high
-        if bad.any():
-            first = int(np.argmax(bad))
+        on a step the fit can take."""
+        found = first_out_of_range(self, self.schedule, self._low, self._high)
+        if found is not None:
+            step, value = found
+            low, high = self._low, self._high
             bounds = f"[{low}, {high}]" if high is not None else f">= {low}"
             raise ValueError(
                 f"{type(self).__name__}: the schedule gives "
-                f"{self._attribute}={float(values[first]):.7g} at step "
-                f"{int(steps[first])}, a step this fit takes; expected a "
-                f"value {bounds}."
+                f"{self._attribute}={value:.7g} at step {step}, a step this "
+                f"fit takes; expected a value {bounds}."
             )
 
     def on_epoch_end(self, epoch, logs=None):

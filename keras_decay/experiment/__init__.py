@@ -1,6 +1,7 @@
 """The regularization experiment and weight-decay sweeps.
 
-`../shared/REFERENCE.md` sections 6 and 7 made runnable: the same small CNN
+Nielsen's regularization experiment (Neural Networks and Deep Learning,
+ch. 3: L2 and dropout against overfitting) made runnable: the same small CNN
 trained on digits with 30 % of its training labels flipped, without
 regularization, with L2 (`WeightDecay`), with dropout and with both
 (`keras-decay compare`), and the decay rate chosen by training over a grid

@@ -1,6 +1,8 @@
 """`keras-decay compare`: one CNN plain, with L2, dropout or both.
 
-This is `../shared/REFERENCE.md` sections 6 and 7 made runnable. Every run
+The README's "The comparison experiment" made runnable (Nielsen, Neural
+Networks and Deep Learning, ch. 3: L2 and dropout against overfitting;
+here against label noise). Every run
 in `--runs` is trained on every seed in `--seeds`; runs on one seed share
 initial weights and batch order, so they differ only by regularization:
 

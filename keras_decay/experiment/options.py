@@ -16,11 +16,11 @@ import math
 import os
 import types
 
-from keras_decay._validation import _fail
 from keras_decay._validation import check_choice
 from keras_decay._validation import check_float
 from keras_decay._validation import check_int
 from keras_decay._validation import check_positive_int
+from keras_decay._validation import fail
 
 __all__ = [
     "COMMANDS",
@@ -62,6 +62,9 @@ class Option:
         commands: The commands that take the option.
         metavar: What `--help` shows for the value.
         flag: A switch without a value (`store_true`).
+        training: A training setting, the same for every trial of a run
+            (what `hyperparameters` returns and a study records); not an
+            output, execution or per-trial setting.
     """
 
     name: str
@@ -72,6 +75,7 @@ class Option:
     commands: tuple = COMMANDS
     metavar: str = None
     flag: bool = False
+    training: bool = False
 
     @property
     def flag_name(self):
@@ -138,7 +142,7 @@ def check_runs(value):
     """Returns a tuple of distinct run names from `RUNS`."""
     runs = tuple(_split(value))
     if not runs or len(set(runs)) != len(runs) or set(runs) - set(RUNS):
-        _fail(
+        fail(
             ValueError,
             "runs",
             "a non-empty comma-separated subset of " + ",".join(RUNS),
@@ -156,7 +160,7 @@ def check_seeds(value):
     except (TypeError, ValueError):
         seeds = None
     if not seeds or len(set(seeds)) != len(seeds):
-        _fail(ValueError, "seeds", expected, value)
+        fail(ValueError, "seeds", expected, value)
     return seeds
 
 
@@ -191,7 +195,7 @@ def _values_check(name, low, high, high_inclusive, log):
                 raise ValueError
             return Values(grid=grid)
         except (TypeError, ValueError):
-            _fail(ValueError, name, expected, value)
+            fail(ValueError, name, expected, value)
 
     return check
 
@@ -201,7 +205,7 @@ def check_logdir(value):
     if value is None:
         return None
     if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
-        _fail(TypeError, "logdir", "a non-empty path", value)
+        fail(TypeError, "logdir", "a non-empty path", value)
     return os.fspath(value)
 
 
@@ -211,7 +215,7 @@ def check_storage(value):
         return None
     scheme = str(value).partition("://")[0].split("+")[0]
     if "://" not in str(value) or scheme not in STORAGE_SCHEMES:
-        _fail(
+        fail(
             ValueError,
             "storage",
             "an Optuna storage URL: "
@@ -224,7 +228,7 @@ def check_storage(value):
 def check_study(value):
     text = str(value)
     if not text.strip() or "\n" in text:
-        _fail(ValueError, "study", "a non-empty one-line name", value)
+        fail(ValueError, "study", "a non-empty one-line name", value)
     return text
 
 
@@ -240,6 +244,7 @@ OPTIONS = (
         "keras.datasets (internet the first time)",
         _choice("dataset", DATASETS),
         metavar="{" + ",".join(DATASETS) + "}",
+        training=True,
     ),
     Option(
         "train_fraction",
@@ -247,6 +252,7 @@ OPTIONS = (
         "stratified share of the training split used for training",
         _bounded("train_fraction", low=0.0, high=1.0, low_inclusive=False),
         _number,
+        training=True,
     ),
     Option(
         "label_noise",
@@ -255,6 +261,7 @@ OPTIONS = (
         "class (validation labels stay clean)",
         _bounded("label_noise", **_PROBABILITY),
         _number,
+        training=True,
     ),
     Option(
         "epochs",
@@ -262,6 +269,7 @@ OPTIONS = (
         "epochs per run",
         _positive_int("epochs"),
         _number,
+        training=True,
     ),
     Option(
         "batch_size",
@@ -269,6 +277,7 @@ OPTIONS = (
         "mini-batch size",
         _positive_int("batch_size"),
         _number,
+        training=True,
     ),
     Option(
         "lr",
@@ -276,6 +285,7 @@ OPTIONS = (
         "SGD learning rate (the initial rate with a schedule)",
         _bounded("lr", low=0.0, low_inclusive=False),
         _number,
+        training=True,
     ),
     Option(
         "momentum",
@@ -283,6 +293,7 @@ OPTIONS = (
         "SGD momentum",
         _bounded("momentum", **_PROBABILITY),
         _number,
+        training=True,
     ),
     Option(
         "lr_schedule",
@@ -290,6 +301,7 @@ OPTIONS = (
         "exponential: x0.9 per epoch; step: halved every 5 epochs",
         _choice("lr_schedule", LR_SCHEDULES),
         metavar="{" + ",".join(LR_SCHEDULES) + "}",
+        training=True,
     ),
     Option(
         "weight_decay",
@@ -425,7 +437,7 @@ def settings(command, **values):
     if command == "sweep":
         ranged = [n for n in ("weight_decay", "dropout") if result[n].is_range]
         if ranged and result["trials"] is None:
-            _fail(
+            fail(
                 ValueError,
                 "trials",
                 f"a number of values to draw from the range of "
@@ -440,7 +452,9 @@ def settings(command, **values):
 
 
 def hyperparameters(config):
-    """The training settings of `config` (a namespace): no output settings."""
-    skip = {"command", "logdir", "overwrite", "quiet", "workers", "storage"}
-    skip |= {"study", "runs", "seeds", "trials", "weight_decay", "dropout"}
-    return {k: v for k, v in vars(config).items() if k not in skip}
+    """The training settings of `config` (the options declared `training`)."""
+    return {
+        option.name: getattr(config, option.name)
+        for option in options_for(config.command)
+        if option.training
+    }

@@ -93,7 +93,7 @@ def _check_noise_shape(noise_shape):
         return None
     expected = "a tuple of positive integers or None"
     if isinstance(noise_shape, str) or not hasattr(noise_shape, "__iter__"):
-        _validation._fail(TypeError, "noise_shape", expected, noise_shape)
+        _validation.fail(TypeError, "noise_shape", expected, noise_shape)
     dims = []
     for dim in noise_shape:
         if dim is None:
@@ -102,7 +102,7 @@ def _check_noise_shape(noise_shape):
         try:
             dims.append(_validation.check_positive_int(dim, "noise_shape"))
         except (TypeError, ValueError):
-            _validation._fail(
+            _validation.fail(
                 ValueError, "noise_shape", expected, tuple(noise_shape)
             )
     return tuple(dims)

@@ -133,7 +133,7 @@ def _check_block_size(block_size):
     expected = "a positive integer or a tuple of 2 positive integers"
     if isinstance(block_size, (tuple, list)):
         if len(block_size) != 2:
-            _validation._fail(ValueError, "block_size", expected, block_size)
+            _validation.fail(ValueError, "block_size", expected, block_size)
         pair = tuple(block_size)
     else:
         pair = (block_size, block_size)
@@ -142,9 +142,9 @@ def _check_block_size(block_size):
             _validation.check_positive_int(b, "block_size") for b in pair
         )
     except TypeError:
-        _validation._fail(TypeError, "block_size", expected, block_size)
+        _validation.fail(TypeError, "block_size", expected, block_size)
     except ValueError:
-        _validation._fail(ValueError, "block_size", expected, block_size)
+        _validation.fail(ValueError, "block_size", expected, block_size)
 
 
 @keras.saving.register_keras_serializable(package="keras_decay")

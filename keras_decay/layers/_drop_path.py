@@ -90,6 +90,12 @@ class DropPath(_rate.ScheduledRateLayer, keras.layers.Layer):
         self.build_at_init()
 
     def call(self, inputs, training=False):
+        if len(inputs.shape) < 1:
+            raise ValueError(
+                "DropPath drops whole examples: its input needs a batch "
+                "axis (rank >= 1). Received: inputs with shape "
+                f"{tuple(inputs.shape)}"
+            )
         if not training:
             return inputs
         shape = (ops.shape(inputs)[0],) + (1,) * (len(inputs.shape) - 1)

@@ -41,7 +41,7 @@ def check_seed(seed):
     expected = f"an integer in [0, {_MAX_SEED}]"
     seed = _validation.check_int(seed, "seed", low=0, expected=expected)
     if seed > _MAX_SEED:
-        _validation._fail(ValueError, "seed", expected, seed)
+        _validation.fail(ValueError, "seed", expected, seed)
     return seed
 
 

@@ -312,6 +312,7 @@ class Lion(DecayGroups, ScheduledHyperparameters, keras.optimizers.Lion):
         "A float `beta_1` must lie in (0, 1] (Keras' check).\n",
     )
     _hyperparameter_names = _BETA_1
+    _open_below = ("beta_1",)
 
 
 # Keras class -> ours, most derived first (AdamW subclasses Adam).

@@ -41,7 +41,9 @@ from keras_decay import _keras_compat
 from keras_decay._selection import check_multipliers
 from keras_decay._selection import check_patterns
 from keras_decay._selection import select
-from keras_decay._validation import _fail
+from keras_decay._selection import variable_path
+from keras_decay._validation import check_non_negative_float
+from keras_decay._validation import fail
 from keras_decay.apply import DecayReport
 from keras_decay.apply import DecayRow
 
@@ -56,10 +58,10 @@ def _check_decay_exclude(value):
         return False, ()
     if isinstance(value, str):
         if value != "auto":
-            _fail(ValueError, "decay_exclude", _EXPECTED_EXCLUDE, value)
+            fail(ValueError, "decay_exclude", _EXPECTED_EXCLUDE, value)
         return True, ()
     if not isinstance(value, (list, tuple)):
-        _fail(TypeError, "decay_exclude", _EXPECTED_EXCLUDE, value)
+        fail(TypeError, "decay_exclude", _EXPECTED_EXCLUDE, value)
     return True, check_patterns(list(value), "decay_exclude")
 
 
@@ -69,14 +71,14 @@ def _check_names(value, name):
         return []
     expected = "a list of strings"
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        _fail(TypeError, name, expected, value)
+        fail(TypeError, name, expected, value)
     for item in value:
         if not isinstance(item, str):
-            _fail(TypeError, name, expected, value)
+            fail(TypeError, name, expected, value)
         try:
             re.compile(item)
         except re.error:
-            _fail(ValueError, name, "valid regular expressions", value)
+            fail(ValueError, name, "valid regular expressions", value)
     return list(value)
 
 
@@ -91,6 +93,7 @@ class _Groups:
         self.names = []  # exclude_from_weight_decay(var_names=...)
         self.excluded_ids = set()  # exclude_from_weight_decay(var_list=...)
         self.saved = None  # [[shape, decay, lr, note]] from a saved config
+        self.loaded = False  # made by `from_config`
         self.choices = None  # resolved: [(decay, lr, notes)], build order
 
     def excluded(self, variable):
@@ -151,7 +154,7 @@ class DecayGroups:
         names = _check_names(var_names, "var_names")
         if var_list is not None:
             if not isinstance(var_list, (list, tuple)):
-                _fail(TypeError, "var_list", "a list of variables", var_list)
+                fail(TypeError, "var_list", "a list of variables", var_list)
             groups.excluded_ids.update(id(v) for v in var_list)
         groups.names.extend(n for n in names if n not in groups.names)
 
@@ -182,6 +185,8 @@ class DecayGroups:
             lr_mult=groups.lr_mult,
             exclude_name="decay_exclude",
             extra_excluded=groups.excluded,
+            empty_ok=True,  # a model without trainable weights trains
+            strict=not groups.loaded,
         )
         groups.choices = [
             (c.decay_multiplier, c.lr_multiplier, c.notes) for c in chosen
@@ -224,7 +229,7 @@ class DecayGroups:
             notes = self._choice(variable)[2]
             rows.append(
                 DecayRow(
-                    variable.path,
+                    variable_path(variable),
                     variable.shape,
                     decay,
                     weight_decay * decay,
@@ -262,9 +267,42 @@ class DecayGroups:
         optimizer = super().from_config(config, custom_objects=custom_objects)
         if names:
             optimizer.exclude_from_weight_decay(var_names=names)
+        groups = optimizer._groups()
+        groups.loaded = True
         if saved is not None:
-            optimizer._groups().saved = [
-                [tuple(shape), float(decay), float(lr), str(note)]
-                for shape, decay, lr, note in saved
-            ]
+            groups.saved = _check_saved_groups(saved)
         return optimizer
+
+
+def _check_saved_groups(saved):
+    """The `decay_groups` rows of a saved config, checked as arguments are.
+
+    Each row is `[shape, decay_mult, lr_mult, note]`; a multiplier gets the
+    checks of `decay_mult` / `lr_mult` (a finite float >= 0).
+    """
+    expected = "a list of [shape, decay_mult, lr_mult, note] rows"
+    if not isinstance(saved, (list, tuple)):
+        fail(ValueError, "decay_groups", expected, saved)
+    rows = []
+    for i, row in enumerate(saved):
+        if not isinstance(row, (list, tuple)) or len(row) != 4:
+            fail(ValueError, f"decay_groups[{i}]", expected, row)
+        shape, decay, lr, note = row
+        if not isinstance(shape, (list, tuple)) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0
+            for n in shape
+        ):
+            fail(ValueError, f"decay_groups[{i}]", expected, row)
+        if not isinstance(note, str):
+            fail(ValueError, f"decay_groups[{i}]", expected, row)
+        rows.append(
+            [
+                tuple(shape),
+                check_non_negative_float(
+                    decay, f"decay_groups[{i}] decay_mult"
+                ),
+                check_non_negative_float(lr, f"decay_groups[{i}] lr_mult"),
+                note,
+            ]
+        )
+    return rows

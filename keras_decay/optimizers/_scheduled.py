@@ -50,19 +50,26 @@ _RANGES = {
 }
 
 
-def _range_text(name):
+def _range_text(name, open_below=False):
     low, high = _RANGES[name]
-    return f"in [{low}, {high}]" if high is not None else f">= {low}"
+    if high is None:
+        return f"> {low}" if open_below else f">= {low}"
+    return f"in {'(' if open_below else '['}{low}, {high}]"
 
 
-def check_hyperparameter(name, value):
-    """Returns `value` (a float, a schedule or None) after checking it."""
+def check_hyperparameter(name, value, open_below=False):
+    """Returns `value` (a float, a schedule or None) after checking it.
+
+    A float must lie in the hyperparameter's range (`open_below`: its low
+    end excluded, as Keras' Lion excludes `beta_1=0`) and be representable
+    in `floatx()`, the dtype of the variable that holds it.
+    """
     if isinstance(value, _Schedule):
         return value
     if value is None and name == "weight_decay":
         return None
     expected = (
-        f"a float {_range_text(name)} or a "
+        f"a float {_range_text(name, open_below)} or a "
         "keras.optimizers.schedules.LearningRateSchedule"
     )
     if name == "weight_decay":
@@ -74,7 +81,16 @@ def check_hyperparameter(name, value):
         )
     value = float(value)
     low, high = _RANGES[name]
-    if not (value >= low and (high is None or value <= high)):
+    largest = float(np.finfo(keras.config.floatx()).max)
+    if not (
+        (value > low or (value == low and not open_below))
+        and (high is None or value <= high)
+        and value <= largest
+    ):
+        if value > largest:
+            expected += (
+                f" (at most {largest:g}, the largest {keras.config.floatx()})"
+            )
         raise ValueError(
             f"Invalid value received for argument `{name}`. Expected "
             f"{expected}. Received: {name}={value!r}"
@@ -131,6 +147,8 @@ class ScheduledHyperparameters:
     """
 
     _hyperparameter_names = ()
+    # Hyperparameters whose float may not equal the low end of the range.
+    _open_below = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -144,7 +162,7 @@ class ScheduledHyperparameters:
         bound.apply_defaults()
         schedules = {}
         for name in self._hyperparameter_names:
-            value = check_hyperparameter(name, bound.arguments[name])
+            value = self._check_hyperparameter(name, bound.arguments[name])
             if isinstance(value, _Schedule):
                 schedules[name] = value
                 # Keras' own checks see a valid float.
@@ -153,6 +171,12 @@ class ScheduledHyperparameters:
                 bound.arguments[name] = value
         super().__init__(*bound.args[1:], **bound.kwargs)
         vars(self)["_hyperparameters"].update(schedules)
+        # Set by `from_config`: hyperparameters whose variable the saved
+        # optimizer had under a schedule.
+        vars(self)["_variables_under_schedule"] = ()
+
+    def _check_hyperparameter(self, name, value):
+        return check_hyperparameter(name, value, name in self._open_below)
 
     @classmethod
     def _keras_class(cls):
@@ -187,14 +211,14 @@ class ScheduledHyperparameters:
                     f"which cannot be replaced by a value. Received: "
                     f"{name}={value!r}"
                 )
-            values[name] = check_hyperparameter(name, value)
+            values[name] = self._check_hyperparameter(name, value)
             return
         if value is None:
             raise TypeError(
                 f"`{name}` of a built optimizer can be set to a float or a "
                 f"schedule. Received: {name}={value!r}"
             )
-        value = check_hyperparameter(name, value)
+        value = self._check_hyperparameter(name, value)
         if isinstance(value, _Schedule):
             # The variable stays (Keras saves optimizer variables by
             # position) and takes the float again if one is set later.
@@ -228,7 +252,7 @@ class ScheduledHyperparameters:
         """
         values = vars(self)["_hyperparameters"]
         held = vars(self).setdefault("_held_variables", {})
-        under_schedule = vars(self).pop("_variables_under_schedule", ())
+        under_schedule = vars(self).get("_variables_under_schedule", ())
         floats = vars(self).setdefault("_hyperparameter_floats", {})
         for name in self._hyperparameter_names:
             value = values.get(name)

@@ -5,16 +5,17 @@ import os
 import warnings
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_decay import rules
 from keras_decay._keras_compat import should_write_summaries
 from keras_decay._keras_compat import sync_jax_state
 from keras_decay._keras_compat import unwrap_optimizer
-from keras_decay._validation import _fail
 from keras_decay._validation import check_bool
 from keras_decay._validation import check_choice
 from keras_decay._validation import check_positive_int
+from keras_decay._validation import fail
 from keras_decay.callbacks._weight_norm_logger._statistics import Statistics
 from keras_decay.callbacks._weight_norm_logger._summaries import hparams_summary
 from keras_decay.callbacks._weight_norm_logger._summaries import log_summary
@@ -33,19 +34,19 @@ def _check_update_freq(update_freq):
     if not isinstance(update_freq, numbers.Integral) or isinstance(
         update_freq, bool
     ):
-        _fail(TypeError, "update_freq", expected, update_freq)
+        fail(TypeError, "update_freq", expected, update_freq)
     return check_positive_int(update_freq, "update_freq")
 
 
 def _check_norms(norms):
     expected = f"a non-empty list of names from {list(_NORMS)}"
     if isinstance(norms, str) or not isinstance(norms, (list, tuple)):
-        _fail(TypeError, "norms", expected, norms)
+        fail(TypeError, "norms", expected, norms)
     if not norms:
-        _fail(ValueError, "norms", expected, norms)
+        fail(ValueError, "norms", expected, norms)
     for norm in norms:
         if norm not in _NORMS:
-            _fail(ValueError, "norms", expected, norms)
+            fail(ValueError, "norms", expected, norms)
     # Keep the canonical order, drop repeats.
     return tuple(n for n in _NORMS if n in norms)
 
@@ -55,16 +56,22 @@ def _check_hparams(hparams):
     if hparams is None:
         return None
     if not isinstance(hparams, dict):
-        _fail(TypeError, "hparams", expected, hparams)
+        fail(TypeError, "hparams", expected, hparams)
     for key, value in hparams.items():
         if not isinstance(key, str) or not isinstance(
-            value, (bool, numbers.Real, str)
+            value, (bool, np.bool_, numbers.Real, str)
         ):
-            _fail(TypeError, "hparams", expected, hparams)
-    return {
-        k: v if isinstance(v, (bool, str)) else _plain_number(v)
-        for k, v in hparams.items()
-    }
+            fail(TypeError, "hparams", expected, hparams)
+    return {k: _plain_value(v) for k, v in hparams.items()}
+
+
+def _plain_value(value):
+    """A Python bool, int, float or str (NumPy scalars converted)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str):
+        return value
+    return _plain_number(value)
 
 
 def _plain_number(value):
@@ -169,9 +176,9 @@ class WeightNormLogger(keras.callbacks.Callback):
         super().__init__()
         expected = "a non-empty str or path"
         if not isinstance(log_dir, (str, os.PathLike)):
-            _fail(TypeError, "log_dir", expected, log_dir)
+            fail(TypeError, "log_dir", expected, log_dir)
         if not os.fspath(log_dir):
-            _fail(ValueError, "log_dir", expected, log_dir)
+            fail(ValueError, "log_dir", expected, log_dir)
         self.log_dir = os.fspath(log_dir)
         self.update_freq = _check_update_freq(update_freq)
         self.norms = _check_norms(norms)
