@@ -240,9 +240,6 @@ class ScheduledHyperparameters:
             return _clip(name, value(step))
         return value
 
-    def _is_scheduled(self, name):
-        return isinstance(vars(self)["_hyperparameters"].get(name), _Schedule)
-
     def _make_hyperparameter_variables(self):
         """Turns the float hyperparameters into optimizer variables.
 
