@@ -22,6 +22,7 @@ from keras_decay.experiment import options
 from keras_decay.experiment import report
 from keras_decay.experiment import runner
 from keras_decay.experiment.data import ExperimentError
+from keras_decay.experiment.trial import Trial
 from keras_decay.regularizers import WeightDecay
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -98,12 +99,7 @@ def test_models_differ_only_by_regularization():
 
 
 def _trial(run="l2_dropout", weight_decay=5e-3, dropout=0.5, seed=1):
-    return {
-        "run": run,
-        "weight_decay": weight_decay,
-        "dropout": dropout,
-        "seed": seed,
-    }
+    return Trial(run, weight_decay, dropout, seed)
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +190,7 @@ def test_zero_regularization_trains_exactly_like_plain(tmp_path):
         _trial("l2_dropout", 0.0, 0.0),
     ):
         _, model = runner.train_trial(
-            config, trial, str(tmp_path / trial["run"]), return_model=True
+            config, trial, str(tmp_path / trial.run), return_model=True
         )
         weights.append(model.get_weights())
     for a, b in zip(*weights):

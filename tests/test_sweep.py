@@ -6,6 +6,7 @@ by two `keras-decay sweep` processes standing for two machines. Each trial
 is tiny (2 epochs on 10 % of digits).
 """
 
+import dataclasses
 import glob
 import json
 import os
@@ -28,6 +29,7 @@ from keras_decay import cli
 from keras_decay.experiment import engine as engine_lib
 from keras_decay.experiment import options
 from keras_decay.experiment import sweep
+from keras_decay.experiment.trial import Trial
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -99,7 +101,7 @@ def _assert_each_planned_trial_complete_once(study, expected_keys):
 
 
 def _planned_keys(**values):
-    return [t["key"] for t in sweep.plan(options.settings("sweep", **values))]
+    return [t.key for t in sweep.plan(options.settings("sweep", **values))]
 
 
 # -- the plan ---------------------------------------------------------------
@@ -111,17 +113,16 @@ def test_grid_plan_is_every_point_on_every_seed():
     )
     trials = sweep.plan(config)
     got = sorted(
-        (t["weight_decay"] or 0.0, t["dropout"] or 0.0, t["seed"])
-        for t in trials
+        (t.weight_decay or 0.0, t.dropout or 0.0, t.seed) for t in trials
     )
     expected = sorted(
         (w, d, s) for w in (0.0, 1e-3) for d in (0.0, 0.5) for s in (1, 2)
     )
     assert got == expected
-    assert len({t["key"] for t in trials}) == 8
+    assert len({t.key for t in trials}) == 8
     # Zero means "no such layer / regularizer".
     assert all(
-        (t["weight_decay"] is None) == (t["dir"].startswith("trials/wd_0-"))
+        (t.weight_decay is None) == (t.dir.startswith("trials/wd_0-"))
         for t in trials
     )
 
@@ -130,8 +131,8 @@ def test_log_uniform_range_draws_one_value_per_log_slice_reproducibly():
     config = options.settings(
         "sweep", weight_decay="1e-5:1e-1", trials=8, seeds="1"
     )
-    rates = [t["weight_decay"] for t in sweep.plan(config)]
-    again = [t["weight_decay"] for t in sweep.plan(config)]
+    rates = [t.weight_decay for t in sweep.plan(config)]
+    again = [t.weight_decay for t in sweep.plan(config)]
     assert rates == again and len(set(rates)) == 8
     # One value in each of the 8 equal slices of [log 1e-5, log 1e-1]
     # (3 significant digits of rounding may cross a slice edge by 0.1 %).
@@ -147,7 +148,7 @@ def test_two_ranges_are_drawn_together_a_range_and_grid_crossed():
     )
     trials = sweep.plan(both)
     assert len(trials) == 4 * 3  # 4 pairs x 3 seeds
-    dropouts = sorted({t["dropout"] for t in trials})
+    dropouts = sorted({t.dropout for t in trials})
     assert len(dropouts) == 4 and 0.1 <= dropouts[0] and dropouts[-1] <= 0.5
     crossed = options.settings(
         "sweep", weight_decay="1e-4:1e-2", dropout="0,0.5", trials=3, seeds=1
@@ -186,16 +187,33 @@ def test_a_study_made_with_other_settings_is_refused(tmp_path):
         engine_lib.Engine(storage, "s").set_plan({"epochs": 3}, [])
 
 
-def _entry(rate, seed=1):
-    trial = {
-        "run": "sweep",
-        "weight_decay": rate,
+def test_a_trial_is_one_immutable_record_stored_as_before():
+    trial = Trial("l2", 5e-3, None, 2, "l2 seed 2", "l2/seed_2")
+    # The key names the training in studies written by earlier versions.
+    assert trial.key == "run=l2 weight_decay=0.005 dropout=None seed=2"
+    stored = json.loads(json.dumps(trial.to_dict()))
+    assert stored == {
+        "run": "l2",
+        "weight_decay": 5e-3,
         "dropout": None,
-        "seed": seed,
-        "label": f"wd {rate}",
-        "dir": f"wd_{rate}",
+        "seed": 2,
+        "label": "l2 seed 2",
+        "dir": "l2/seed_2",
+        "key": trial.key,
     }
-    return dict(trial, key=engine_lib.trial_key(trial))
+    assert Trial.from_dict(stored) == trial
+    assert trial.params == {
+        "run": "l2",
+        "weight_decay": 5e-3,
+        "dropout": 0.0,
+        "seed": 2,
+    }
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        trial.seed = 3
+
+
+def _entry(rate, seed=1):
+    return Trial("sweep", rate, None, seed, f"wd {rate}", f"wd_{rate}")
 
 
 def test_plan_grows_and_duplicates_are_claimed_once(tmp_path):
@@ -207,13 +225,14 @@ def test_plan_grows_and_duplicates_are_claimed_once(tmp_path):
     # first point again before seeing the first machine's copy.
     second = engine_lib.Engine(storage, "s")
     second.set_plan({"epochs": 2}, [_entry(1e-3), _entry(1e-2)])
-    assert [t["key"] for t in second.plan] == [
-        _entry(1e-3)["key"],
-        _entry(1e-2)["key"],
+    assert second.plan == [_entry(1e-3), _entry(1e-2)]
+    assert [t.key for t in second.plan] == [
+        _entry(1e-3).key,
+        _entry(1e-2).key,
     ]
     second.study.enqueue_trial(
         {"run": "sweep", "weight_decay": 1e-3, "dropout": 0.0, "seed": 1},
-        user_attrs={"key": _entry(1e-3)["key"]},
+        user_attrs={"key": _entry(1e-3).key},
     )
     assert second.top_up() == 1  # only the new point
     taken = [first.take(), second.take(), first.take()]
@@ -229,7 +248,7 @@ def test_plan_grows_and_duplicates_are_claimed_once(tmp_path):
     first.finish(taken[0], {"val_accuracy": 0.5})
     results, missing, errors = first.results()
     assert results == [{"val_accuracy": 0.5}] and not errors
-    assert missing == [_entry(1e-2)["key"]]
+    assert missing == [_entry(1e-2).key]
     # Trial 2's worker is this process: alive, so it is not reaped.
     assert first.reap() == []
 

@@ -66,7 +66,7 @@ def train(config, plan, storage, study, say):
         quiet=config.quiet,
         say=say,
     )
-    results, missing, errors = engine.results([t["key"] for t in plan])
+    results, missing, errors = engine.results([t.key for t in plan])
     seconds = time.perf_counter() - start
     if errors:
         key, message = errors[0]

@@ -33,6 +33,7 @@ from keras_decay.experiment import _common
 from keras_decay.experiment import engine as engine_lib
 from keras_decay.experiment import options
 from keras_decay.experiment import report
+from keras_decay.experiment.trial import Trial
 
 __all__ = ["plan", "run"]
 
@@ -40,21 +41,21 @@ STUDY = "compare"
 
 
 def plan(config):
-    """The trials of `config`: every run on every seed."""
+    """The trials of `config` (`Trial` records): every run on every seed."""
     trials = []
     for seed in config.seeds:
         for run in config.runs:
             uses_l2, uses_dropout = options.RUNS[run]
-            trial = {
-                "run": run,
-                "weight_decay": config.weight_decay if uses_l2 else None,
-                "dropout": config.dropout if uses_dropout else None,
-                "seed": seed,
-                "label": f"{run} seed {seed}",
-                "dir": os.path.join(run, f"seed_{seed}"),
-            }
-            trial["key"] = engine_lib.trial_key(trial)
-            trials.append(trial)
+            trials.append(
+                Trial(
+                    run=run,
+                    weight_decay=config.weight_decay if uses_l2 else None,
+                    dropout=config.dropout if uses_dropout else None,
+                    seed=seed,
+                    label=f"{run} seed {seed}",
+                    dir=os.path.join(run, f"seed_{seed}"),
+                )
+            )
     return trials
 
 

@@ -1,7 +1,7 @@
 """Trials on one Optuna study, trained by worker processes.
 
-A *plan* is the list of trials a command wants (one dict per trial: run,
-weight decay, dropout, seed, and a `key` naming it). The plan and the
+A *plan* is the list of trials a command wants (`Trial` records: run,
+weight decay, dropout, seed, and the `key` naming it). The plan and the
 settings are stored in the study's user attributes, every planned trial is
 enqueued once (`Study.enqueue_trial`), and worker processes
 (`python -m keras_decay.experiment.worker`) take WAITING trials one at a
@@ -35,11 +35,11 @@ import warnings
 
 from keras_decay.experiment.data import ExperimentError
 from keras_decay.experiment.data import import_extra
+from keras_decay.experiment.trial import Trial
 
 __all__ = [
     "JOURNAL_NAME",
     "Engine",
-    "trial_key",
 ]
 
 JOURNAL_NAME = "experiment.journal"
@@ -52,14 +52,6 @@ _OPEN_ATTEMPTS = 6
 
 
 Taken = collections.namedtuple("Taken", ["trial", "trial_id", "entry"])
-
-
-def trial_key(trial):
-    """The name of a planned trial: equal keys are the same training."""
-    return (
-        f"run={trial['run']} weight_decay={trial['weight_decay']!r} "
-        f"dropout={trial['dropout']!r} seed={trial['seed']}"
-    )
 
 
 def _optuna():
@@ -200,7 +192,7 @@ class Engine:
         # A rerun with more grid points adds them; the plan only grows.
         stored = attrs.get("plan", [])
         known = {t["key"] for t in stored}
-        added = [t for t in plan if t["key"] not in known]
+        added = [t.to_dict() for t in plan if t.key not in known]
         if added or "plan" not in attrs:
             self.study.set_user_attr("plan", stored + added)
 
@@ -210,7 +202,8 @@ class Engine:
 
     @property
     def plan(self):
-        return self.study.user_attrs["plan"]
+        """The study's planned trials, `Trial` records."""
+        return [Trial.from_dict(t) for t in self.study.user_attrs["plan"]]
 
     def trials(self, states=None):
         return self.study.get_trials(deepcopy=False, states=states)
@@ -232,9 +225,9 @@ class Engine:
                 errors.add(key)
         added = 0
         for trial in self.plan:
-            if trial["key"] not in have | errors:
+            if trial.key not in have | errors:
                 self.study.enqueue_trial(
-                    _params(trial), user_attrs={"key": trial["key"]}
+                    trial.params, user_attrs={"key": trial.key}
                 )
                 added += 1
         return added
@@ -290,7 +283,8 @@ class Engine:
     # -- workers -------------------------------------------------------------
 
     def take(self):
-        """Claims one WAITING trial for this process: `(trial, plan entry)`.
+        """Claims one WAITING trial for this process: `Taken(optuna trial,
+        trial id, entry)`, `entry` its `Trial` record.
 
         Returns `None` when no trial is waiting. A claimed trial that
         duplicates a trial with a lower number (equal key, not failed) is
@@ -298,7 +292,8 @@ class Engine:
         """
         optuna = self.optuna
         state = optuna.trial.TrialState
-        plan = {t["key"]: t for t in self.plan}
+        planned = self.plan
+        plan = {t.key: t for t in planned}
         while True:
             claimed = None
             for waiting in self.trials((state.WAITING,)):
@@ -327,8 +322,8 @@ class Engine:
                 self._fail(claimed, "duplicate", duplicate_of=first)
                 continue
             trial = optuna.Trial(self.study, trial_id)
-            choices = _choices(self.plan)
-            for name in _params(plan[key]):
+            choices = _choices(planned)
+            for name in plan[key].params:
                 trial.suggest_categorical(name, choices[name])
             return Taken(trial, trial_id, plan[key])
 
@@ -380,7 +375,7 @@ class Engine:
                 done[key] = trial.user_attrs["result"]
             elif trial.user_attrs.get("status") == "error":
                 errors[key] = trial.user_attrs.get("error", "")
-        keys = keys or [t["key"] for t in self.plan]
+        keys = keys or [t.key for t in self.plan]
         return (
             [done[k] for k in keys if k in done],
             [k for k in keys if k not in done],
@@ -395,20 +390,10 @@ class Engine:
         return counts
 
 
-def _params(trial):
-    """The Optuna parameters of a planned trial (no `None`)."""
-    return {
-        "run": trial["run"],
-        "weight_decay": float(trial["weight_decay"] or 0.0),
-        "dropout": float(trial["dropout"] or 0.0),
-        "seed": int(trial["seed"]),
-    }
-
-
 def _choices(plan):
     choices = {}
     for trial in plan:
-        for name, value in _params(trial).items():
+        for name, value in trial.params.items():
             choices.setdefault(name, [])
             if value not in choices[name]:
                 choices[name].append(value)

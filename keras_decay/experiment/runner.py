@@ -373,22 +373,22 @@ def train_trial(
 
     Args:
         config: Dict of the training settings (`options.hyperparameters`).
-        trial: Dict with `run`, `weight_decay` and `dropout` (`None`: no
-            such layer or regularizer) and `seed`.
+        trial: The `Trial` record (`weight_decay`, `dropout`: `None` for no
+            such regularizer or layer).
         run_dir: The trial's TensorBoard folder.
         say: Callable printing one line, or `None`.
         progress: Bool. Whether to `say` one line per epoch.
         return_model: Bool. Whether to return `(result, model)`.
     """
     say = say or (lambda line: None)
-    seed = trial["seed"]
+    seed = trial.seed
     data = _data(config, seed)
     keras.utils.set_random_seed(seed)
     model = build_model(
         data.x_train.shape[1:],
         data.num_classes,
-        weight_decay=trial["weight_decay"],
-        dropout=trial["dropout"],
+        weight_decay=trial.weight_decay,
+        dropout=trial.dropout,
         seed=seed,
     )
     batches, steps_per_epoch = _batches(
@@ -410,9 +410,9 @@ def train_trial(
     )
     os.makedirs(run_dir, exist_ok=True)
     hparams = {
-        "run": trial["run"],
-        "weight_decay": trial["weight_decay"] or 0.0,
-        "dropout": trial["dropout"] or 0.0,
+        "run": trial.run,
+        "weight_decay": trial.weight_decay or 0.0,
+        "dropout": trial.dropout or 0.0,
         "seed": seed,
     }
     writer = _EventWriter(run_dir, hparams)
@@ -439,11 +439,11 @@ def train_trial(
     tau = (
         timescale(
             config["lr"],
-            trial["weight_decay"],
+            trial.weight_decay,
             momentum=config["momentum"],
             decoupled=False,
         )
-        if trial["weight_decay"]
+        if trial.weight_decay
         else math.inf
     )
     final = {key: h[key][-1] for key in HISTORY_KEYS if key != "learning_rate"}

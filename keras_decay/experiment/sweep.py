@@ -20,8 +20,8 @@ import os
 import numpy as np
 
 from keras_decay.experiment import _common
-from keras_decay.experiment import engine as engine_lib
 from keras_decay.experiment import report
+from keras_decay.experiment.trial import Trial
 
 __all__ = ["draw", "plan", "run"]
 
@@ -63,18 +63,19 @@ def plan(config):
     trials = []
     for rate, dropout in points:
         for seed in config.seeds:
-            trial = {
-                "run": "sweep",
-                "weight_decay": rate if rate > 0 else None,
-                "dropout": dropout if dropout > 0 else None,
-                "seed": seed,
-                "label": f"wd {rate:g} dropout {dropout:g} seed {seed}",
-                "dir": os.path.join(
-                    "trials", f"wd_{rate:g}-dropout_{dropout:g}-seed_{seed}"
-                ),
-            }
-            trial["key"] = engine_lib.trial_key(trial)
-            trials.append(trial)
+            trials.append(
+                Trial(
+                    run="sweep",
+                    weight_decay=rate if rate > 0 else None,
+                    dropout=dropout if dropout > 0 else None,
+                    seed=seed,
+                    label=f"wd {rate:g} dropout {dropout:g} seed {seed}",
+                    dir=os.path.join(
+                        "trials",
+                        f"wd_{rate:g}-dropout_{dropout:g}-seed_{seed}",
+                    ),
+                )
+            )
     return trials
 
 

@@ -63,7 +63,7 @@ def work(engine, logdir, *, quiet=False):
             return status
         entry = taken.entry
 
-        def say(line, label=entry["label"]):
+        def say(line, label=entry.label):
             if not quiet:
                 print(f"[{label}] {line}", flush=True)
 
@@ -72,7 +72,7 @@ def work(engine, logdir, *, quiet=False):
             result = runner.train_trial(
                 settings,
                 entry,
-                os.path.join(logdir, entry["dir"]),
+                os.path.join(logdir, entry.dir),
                 say=say,
                 progress=True,
             )
@@ -82,7 +82,7 @@ def work(engine, logdir, *, quiet=False):
         except Exception as error:  # noqa: BLE001 (report, go on)
             engine.fail(taken, "error", error)
             print(
-                f"keras-decay: trial {entry['label']} failed: "
+                f"keras-decay: trial {entry.label} failed: "
                 f"{type(error).__name__}: {_first_line(error)}",
                 file=sys.stderr,
                 flush=True,
