@@ -291,6 +291,24 @@ def test_journal_two_workers_complete_a_grid_once_and_rerun_trains_nothing(
     assert rerun["aggregate"] == written["aggregate"]
 
 
+def test_a_grown_grid_trains_only_the_new_points(tmp_path, capsys):
+    # In this process (`--workers 0`): the study, not the workers, is tested.
+    first = ["--weight-decay", "0", "--seeds", "1", "--workers", "0"]
+    status, _, err = _sweep_here(tmp_path, capsys, *first)
+    assert status == 0, err[-2000:]
+    grown = ["--weight-decay", "0,1e-2", "--seeds", "1,2", "--workers", "0"]
+    status, out, err = _sweep_here(tmp_path, capsys, *grown)
+    assert status == 0, err[-2000:]
+    assert "3 trial(s) to train in this process" in out
+    keys = _planned_keys(weight_decay="0,1e-2", seeds="1,2")
+    trials = _assert_each_planned_trial_complete_once(
+        _study(_journal(tmp_path)), keys
+    )
+    assert len(trials) == 4
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert len(written["trials"]) == 4
+
+
 def test_worker_killed_mid_trial_then_rerun_completes_without_duplicate(
     tmp_path, capsys
 ):

@@ -33,6 +33,7 @@ import threading
 import time
 import warnings
 
+from keras_decay.experiment import options
 from keras_decay.experiment.data import ExperimentError
 from keras_decay.experiment.data import import_extra
 from keras_decay.experiment.trial import Trial
@@ -43,6 +44,8 @@ __all__ = [
 ]
 
 JOURNAL_NAME = "experiment.journal"
+# Every run a trial can belong to: compare's runs and the sweep's.
+RUN_NAMES = (*options.RUNS, "sweep")
 HEARTBEAT_SECONDS = 5
 GRACE_SECONDS = 20
 # A RUNNING trial without a worker record (its worker died between taking
@@ -322,9 +325,7 @@ class Engine:
                 self._fail(claimed, "duplicate", duplicate_of=first)
                 continue
             trial = optuna.Trial(self.study, trial_id)
-            choices = _choices(planned)
-            for name in plan[key].params:
-                trial.suggest_categorical(name, choices[name])
+            _suggest_enqueued(trial)
             return Taken(trial, trial_id, plan[key])
 
     def heartbeat(self, taken):
@@ -390,14 +391,14 @@ class Engine:
         return counts
 
 
-def _choices(plan):
-    choices = {}
-    for trial in plan:
-        for name, value in trial.params.items():
-            choices.setdefault(name, [])
-            if value not in choices[name]:
-                choices[name].append(value)
-    return choices
+def _suggest_enqueued(trial):
+    """Records the enqueued parameters under distributions that do not
+    depend on the plan: Optuna refuses a categorical whose choices grow, so
+    a grid grown by a rerun would fail."""
+    trial.suggest_categorical("run", RUN_NAMES)
+    trial.suggest_float("weight_decay", 0.0, sys.float_info.max)
+    trial.suggest_float("dropout", 0.0, 1.0)
+    trial.suggest_int("seed", 0, 2**63 - 1)
 
 
 def _redact(url):
