@@ -21,6 +21,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras
 import numpy as np
 import optuna
 import pytest
@@ -307,6 +308,36 @@ def test_a_grown_grid_trains_only_the_new_points(tmp_path, capsys):
     assert len(trials) == 4
     written = json.loads((tmp_path / "results.json").read_text())
     assert len(written["trials"]) == 4
+
+
+def test_a_rerun_under_another_backend_is_refused_in_one_line(tmp_path, capsys):
+    argv = ["--weight-decay", "0", "--seeds", "1", "--workers", "0"]
+    status, _, err = _sweep_here(tmp_path, capsys, *argv)
+    assert status == 0, err[-2000:]
+    written = json.loads((tmp_path / "results.json").read_text())
+    environment = written["environment"]
+    assert environment["backend"] == keras.backend.backend()
+    assert environment["versions"]["keras"] == keras.__version__
+    study = _study(_journal(tmp_path))
+    assert study.user_attrs["settings"]["backend"] == keras.backend.backend()
+    # The same command under PyTorch: a process of its own (the backend is
+    # chosen at import).
+    other = "torch" if keras.backend.backend() != "torch" else "jax"
+    completed = subprocess.run(
+        [sys.executable, "-m", "keras_decay", "sweep", *TINY, *argv]
+        + ["--logdir", str(tmp_path)],
+        cwd=ROOT,
+        env=dict(os.environ, KERAS_BACKEND=other),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert completed.returncode == 1, completed.stderr[-2000:]
+    last = completed.stderr.strip().splitlines()[-1]
+    assert "made with other settings" in last
+    assert f"backend={keras.backend.backend()!r} (here {other!r})" in last
+    assert len(_study(_journal(tmp_path)).get_trials()) == 1  # nothing new
 
 
 def test_worker_killed_mid_trial_then_rerun_completes_without_duplicate(

@@ -1,5 +1,6 @@
 """What `compare` and `sweep` share: the log folder, the run, the output."""
 
+import importlib
 import os
 import time
 
@@ -53,6 +54,32 @@ def journal_url(logdir):
     return "journal://" + path
 
 
+def environment():
+    """The backend and versions this process trains with (a JSON dict)."""
+    import platform
+
+    import keras
+
+    backend = keras.backend.backend()
+    module = importlib.import_module(backend)
+    return {
+        "backend": backend,
+        "versions": {
+            "keras": keras.__version__,
+            backend: getattr(module, "__version__", "unknown"),
+            "python": platform.python_version(),
+        },
+    }
+
+
+def study_settings(config):
+    """What a study records and every rerun must match: the training
+    settings and the backend (numbers from two backends never mix)."""
+    return dict(
+        options.hyperparameters(config), backend=environment()["backend"]
+    )
+
+
 def train(config, plan, storage, study, say):
     """Trains the plan; returns `(results, seconds)` or raises on errors."""
     start = time.perf_counter()
@@ -60,7 +87,7 @@ def train(config, plan, storage, study, say):
         storage,
         study,
         config.logdir,
-        options.hyperparameters(config),
+        study_settings(config),
         plan,
         workers=config.workers,
         quiet=config.quiet,

@@ -105,6 +105,7 @@ def run(config, say=print):
     rows = report.aggregate(results, ("run",))
     payload = {
         "settings": dict(vars(config)),
+        "environment": _common.environment(),
         "trials": results,
         "aggregate": rows,
         "wall_seconds": seconds,

@@ -178,8 +178,13 @@ class Engine:
             ExperimentError: the study was made with other settings.
         """
         attrs = self.study.user_attrs
-        if "settings" in attrs and attrs["settings"] != settings:
-            old = attrs["settings"]
+        old = attrs.get("settings")
+        if old is not None and "backend" not in old and "backend" in settings:
+            # A study from before the backend was recorded: it takes this
+            # process's backend.
+            old = dict(old, backend=settings.get("backend"))
+            self.study.set_user_attr("settings", old)
+        if old is not None and old != settings:
             diff = ", ".join(
                 f"{k}={old.get(k)!r} (here {settings.get(k)!r})"
                 for k in sorted(set(old) | set(settings))
@@ -190,7 +195,7 @@ class Engine:
                 f"with other settings: {diff}; use the same options, another "
                 f"--study or another --logdir"
             )
-        if "settings" not in attrs:
+        if old is None:
             self.study.set_user_attr("settings", settings)
         # A rerun with more grid points adds them; the plan only grows.
         stored = attrs.get("plan", [])

@@ -133,14 +133,22 @@ def _choice(name, choices):
 
 
 def _split(value):
+    """The items of a comma-separated list; an empty item (`"0,,1e-3"`, a
+    trailing comma) is a `ValueError`: it is a typo, not a value."""
     if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
+        parts = [part.strip() for part in value.split(",")]
+        if any(not part for part in parts):
+            raise ValueError(f"an empty item in {value!r}")
+        return parts
     return list(value)
 
 
 def check_runs(value):
     """Returns a tuple of distinct run names from `RUNS`."""
-    runs = tuple(_split(value))
+    try:
+        runs = tuple(_split(value))
+    except ValueError:
+        runs = ()
     if not runs or len(set(runs)) != len(runs) or set(runs) - set(RUNS):
         fail(
             ValueError,
@@ -154,8 +162,8 @@ def check_runs(value):
 def check_seeds(value):
     """Returns a tuple of distinct integer seeds >= 0."""
     expected = "distinct integers >= 0, comma-separated (e.g. 1,2,3)"
-    parts = _split(value) if not isinstance(value, int) else [value]
     try:
+        parts = _split(value) if not isinstance(value, int) else [value]
         seeds = tuple(check_int(_number(p), "seeds", low=0) for p in parts)
     except (TypeError, ValueError):
         seeds = None
@@ -200,6 +208,19 @@ def _values_check(name, low, high, high_inclusive, log):
     return check
 
 
+# More values than this is a typo (each value trains a model per seed), and
+# the stratified plan of 10^8 values would take minutes to build.
+MAX_TRIALS = 10_000
+
+
+def check_trials(value):
+    """Returns the number of range values to draw, 1 to `MAX_TRIALS`."""
+    trials = check_positive_int(value, "trials")
+    if trials > MAX_TRIALS:
+        fail(ValueError, "trials", f"an integer in [1, {MAX_TRIALS}]", value)
+    return trials
+
+
 def check_logdir(value):
     """Returns `value` as a str path; existence is checked before training."""
     if value is None:
@@ -213,8 +234,10 @@ def check_storage(value):
     """Returns an Optuna storage URL (`postgresql://...`) or `None`."""
     if value is None:
         return None
-    scheme = str(value).partition("://")[0].split("+")[0]
-    if "://" not in str(value) or scheme not in STORAGE_SCHEMES:
+    text = str(value)
+    scheme, _, rest = text.partition("://")
+    scheme = scheme.split("+")[0]
+    if "://" not in text or scheme not in STORAGE_SCHEMES:
         fail(
             ValueError,
             "storage",
@@ -222,7 +245,17 @@ def check_storage(value):
             + ", ".join(f"{s}://..." for s in STORAGE_SCHEMES),
             value,
         )
-    return str(value)
+    if scheme == "sqlite" and rest.strip("/") in ("", ":memory:"):
+        # A database in one process's memory: the worker processes (and
+        # other machines) would each see an empty study of their own.
+        fail(
+            ValueError,
+            "storage",
+            "a storage other processes can open (sqlite:///path/to/file.db, "
+            "not an in-memory database)",
+            value,
+        )
+    return text
 
 
 def check_study(value):
@@ -351,7 +384,7 @@ OPTIONS = (
         None,
         "with a LOW:HIGH range: how many values to draw (stratified, "
         "reproducible); each is trained on every seed",
-        lambda v: None if v is None else check_positive_int(v, "trials"),
+        lambda v: None if v is None else check_trials(v),
         _number,
         commands=("sweep",),
         metavar="N",

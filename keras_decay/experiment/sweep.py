@@ -124,6 +124,7 @@ def run(config, say=print):
             weight_decay=str(config.weight_decay),
             dropout=str(config.dropout),
         ),
+        "environment": _common.environment(),
         "trials": results,
         "aggregate": rows,
         "best": {

@@ -53,8 +53,19 @@ def work(engine, logdir, *, quiet=False):
     Returns 0, or 1 when a trial failed with an error (the others still ran).
     """
     from keras_decay.experiment import runner
+    from keras_decay.experiment.data import ExperimentError
 
     settings, status = engine.settings, 0
+    backend = settings.get("backend")
+    if backend is not None:
+        import keras
+
+        if keras.backend.backend() != backend:
+            raise ExperimentError(
+                f"the study {engine.name!r} trains on {backend}; this "
+                f"process runs KERAS_BACKEND={keras.backend.backend()} "
+                "(numbers from two backends would be averaged together)"
+            )
     while True:
         engine.reap()
         engine.top_up()
