@@ -147,7 +147,9 @@ def _run(args):
             from keras_decay.experiment import compare as module
         else:
             from keras_decay.experiment import sweep as module
-        module.run(config)
+        from keras_decay.experiment.worker import say_line
+
+        module.run(config, say=say_line)
     except (TypeError, ValueError) as error:
         print(f"{prefix} {error}", file=sys.stderr)
         return 2

@@ -217,6 +217,49 @@ def _entry(rate, seed=1):
     return Trial("sweep", rate, None, seed, f"wd {rate}", f"wd_{rate}")
 
 
+def test_a_trial_that_failed_with_an_error_is_retried_by_reruns_only(tmp_path):
+    storage = _journal(tmp_path)
+    engine = engine_lib.Engine(storage, "s")
+    engine.set_plan({"epochs": 2}, [_entry(1e-3)])
+    for attempt in range(1, engine_lib.ERROR_ATTEMPTS + 1):
+        if attempt == 1:
+            assert engine.top_up() == 1
+        else:
+            # A worker's top-up does not loop on it; a rerun retries it.
+            assert engine.top_up() == 0 and engine.take() is None
+            assert engine.retry_errors() == [_entry(1e-3).key]
+        taken = engine.take()
+        assert taken.entry == _entry(1e-3)
+        engine.fail(taken, "error", RuntimeError(f"boom {attempt}"))
+    assert engine.retry_errors() == []  # tried ERROR_ATTEMPTS times
+    _, missing, errors = engine.results()
+    assert missing == [_entry(1e-3).key]
+    assert errors == [(_entry(1e-3).key, "boom 3")]
+
+
+def test_a_closed_output_pipe_fails_no_trial(tmp_path):
+    """`keras-decay sweep ... | head -3`: the command and its worker lose
+    their stdout; every trial still completes."""
+    argv = ["--weight-decay", "1e-3,1e-2", "--seeds", "1", "--workers", "1"]
+    command = [sys.executable, "-m", "keras_decay", "sweep", "--epochs", "2"]
+    command += ["--train-fraction", "0.1", *argv, "--logdir", str(tmp_path)]
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for _ in range(3):  # `head -3`
+        process.stdout.readline()
+    process.stdout.close()
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-2000:]
+    assert "Traceback" not in err and "BrokenPipeError" not in err
+    keys = _planned_keys(weight_decay="1e-3,1e-2", seeds="1")
+    _assert_each_planned_trial_complete_once(_study(_journal(tmp_path)), keys)
+
+
 def test_plan_grows_and_duplicates_are_claimed_once(tmp_path):
     storage = _journal(tmp_path)
     first = engine_lib.Engine(storage, "s")

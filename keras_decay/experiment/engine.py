@@ -44,6 +44,9 @@ __all__ = [
 ]
 
 JOURNAL_NAME = "experiment.journal"
+# How often a trial that fails with an error in training is tried in all,
+# once per run of the command.
+ERROR_ATTEMPTS = 3
 # Every run a trial can belong to: compare's runs and the sweep's.
 RUN_NAMES = (*options.RUNS, "sweep")
 HEARTBEAT_SECONDS = 5
@@ -239,6 +242,30 @@ class Engine:
                 )
                 added += 1
         return added
+
+    def retry_errors(self):
+        """Enqueues again the planned trials whose every try so far failed
+        with an error in training, if tried fewer than `ERROR_ATTEMPTS`
+        times. Called once per run of a command (`execute`): a rerun
+        retries, a worker does not loop on a failing trial. Returns their
+        keys."""
+        state = self.optuna.trial.TrialState
+        live = (state.WAITING, state.RUNNING, state.COMPLETE)
+        have, errors = set(), collections.Counter()
+        for trial in self.trials():
+            key = trial.user_attrs.get("key")
+            if trial.state in live:
+                have.add(key)
+            elif trial.user_attrs.get("status") == "error":
+                errors[key] += 1
+        retried = []
+        for trial in self.plan:
+            if trial.key not in have and 0 < errors[trial.key] < ERROR_ATTEMPTS:
+                self.study.enqueue_trial(
+                    trial.params, user_attrs={"key": trial.key}
+                )
+                retried.append(trial.key)
+        return retried
 
     def reap(self):
         """Fails trials left RUNNING by dead workers; returns their numbers.
@@ -516,6 +543,13 @@ def execute(storage, study, logdir, settings, plan, *, workers, quiet, say):
     """
     engine = Engine(storage, study)
     engine.set_plan(settings, plan)
+    retried = engine.retry_errors()
+    if retried:
+        say(
+            f"retrying {len(retried)} trial(s) that failed with an error "
+            f"before (each is tried at most {ERROR_ATTEMPTS} times, once per "
+            "run of the command)"
+        )
     waiting_state = engine.optuna.trial.TrialState.WAITING
     for _ in range(3):
         reaped = engine.reap()

@@ -24,6 +24,23 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def say_line(line):
+    """Prints one line; an output error never fails a trial or a command.
+
+    A closed pipe (`keras-decay sweep ... | head -3`) or a full disk under
+    a redirected stdout ends the printing: stdout goes to `os.devnull`
+    from then on (also for the flush at exit), and training goes on.
+    """
+    try:
+        print(line, flush=True)
+    except (BrokenPipeError, OSError):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="keras_decay.experiment.worker")
     parser.add_argument("--storage", required=True)
@@ -76,7 +93,7 @@ def work(engine, logdir, *, quiet=False):
 
         def say(line, label=entry.label):
             if not quiet:
-                print(f"[{label}] {line}", flush=True)
+                say_line(f"[{label}] {line}")
 
         stop = engine.heartbeat(taken)
         try:
