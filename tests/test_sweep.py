@@ -383,6 +383,45 @@ def test_a_rerun_under_another_backend_is_refused_in_one_line(tmp_path, capsys):
     assert len(_study(_journal(tmp_path)).get_trials()) == 1  # nothing new
 
 
+def test_a_torn_journal_tail_is_cut_and_the_rerun_resumes(tmp_path, capsys):
+    # The first sweep in a process of its own: the process that wrote the
+    # torn record is gone, as after a kill.
+    argv = ["--weight-decay", "0,1e-2", "--seeds", "1", "--workers", "0"]
+    completed = _sweep(tmp_path, *argv)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    journal = tmp_path / engine_lib.JOURNAL_NAME
+    whole = journal.read_bytes()
+    records = whole.count(b"\n")
+    # A write killed half-way: the last record loses its second half.
+    last = whole[:-1].rsplit(b"\n", 1)[1]
+    torn = whole[: len(whole) - len(last) // 2 - 1]
+    journal.write_bytes(torn)
+    status, out, err = _sweep_here(tmp_path, capsys, *argv)
+    assert status == 0, err[-2000:]
+    assert f"the journal {journal} ended in a torn record" in out
+    assert f"its {records - 1} complete records are kept" in out
+    tail = torn.rsplit(b"\n", 1)[1]
+    [saved] = tmp_path.glob(engine_lib.JOURNAL_NAME + ".torn-*")
+    assert saved.read_bytes() == tail
+    # Nothing was written after a torn line: every record is whole JSON,
+    # the complete ones first, and each planned trial is complete once.
+    now = journal.read_bytes()
+    assert now.startswith(torn[: len(torn) - len(tail)])
+    assert all(json.loads(line) for line in now.splitlines())
+    keys = _planned_keys(weight_decay="0,1e-2", seeds="1")
+    _assert_each_planned_trial_complete_once(_study(_journal(tmp_path)), keys)
+
+
+def test_a_damaged_journal_record_before_the_end_is_one_line(tmp_path, capsys):
+    journal = tmp_path / engine_lib.JOURNAL_NAME
+    journal.write_bytes(b'{"op_code": 0}\n{"op_co\n{"op_code": 1}\n')
+    status, _, err = _sweep_here(tmp_path, capsys, "--workers", "0")
+    assert status == 1
+    [line] = err.strip().splitlines()
+    assert f"the journal {journal} has a damaged record on line 2 of 3" in line
+    assert journal.read_bytes() == b'{"op_code": 0}\n{"op_co\n{"op_code": 1}\n'
+
+
 def test_worker_killed_mid_trial_then_rerun_completes_without_duplicate(
     tmp_path, capsys
 ):

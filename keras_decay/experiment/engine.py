@@ -60,6 +60,72 @@ _OPEN_ATTEMPTS = 6
 Taken = collections.namedtuple("Taken", ["trial", "trial_id", "entry"])
 
 
+def repair_journal(path):
+    """Cuts a torn last record off an Optuna journal file, under its lock.
+
+    A process killed (or a disk filled) while appending leaves a last line
+    without its newline or with half its JSON; Optuna then refuses the whole
+    file, and appending after it would make the damage permanent. Every
+    complete record is kept; the torn bytes are moved to
+    `<path>.torn-<time>`. A record that is not JSON before the last line
+    is an `ExperimentError` naming the file and the line (nothing is
+    changed).
+
+    Returns:
+        A line saying what was dropped, or `None` for a sound file.
+    """
+    import json
+
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    if not os.path.exists(path):
+        return None
+    lock = JournalFileSymlinkLock(path)  # Optuna's writers take it too
+    acquired = lock.acquire()
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+        lines = data.split(b"\n")
+        tail = lines.pop()  # b"" after a last newline
+        for number, line in enumerate(lines, start=1):
+            try:
+                json.loads(line)
+            except ValueError:
+                if number < len(lines):
+                    raise ExperimentError(
+                        f"the journal {path} has a damaged record on line "
+                        f"{number} of {len(lines)} (not a torn last write); "
+                        "move it away to start the study again"
+                    ) from None
+                tail = line + b"\n" + tail
+                lines.pop()
+        if not tail:
+            return None
+        try:
+            json.loads(tail)
+        except ValueError:
+            pass
+        else:  # Complete, only its newline lost: keep the record.
+            with open(path, "ab") as file:
+                file.write(b"\n")
+            return None
+        kept = len(data) - len(tail)
+        torn = f"{path}.torn-{int(time.time())}"
+        with open(torn, "wb") as file:
+            file.write(tail)
+        with open(path, "r+b") as file:
+            file.truncate(kept)
+            file.flush()
+            os.fsync(file.fileno())
+        return (
+            f"the journal {path} ended in a torn record ({len(tail)} bytes, "
+            f"kept in {torn}); its {len(lines)} complete records are kept"
+        )
+    finally:
+        if acquired:
+            lock.release()
+
+
 def _optuna():
     optuna = import_extra("optuna")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -113,6 +179,7 @@ class Engine:
     def __init__(self, storage, study):
         self.optuna = _optuna()
         self.url, self.name = storage, study
+        self.notes = []  # what opening did that the user should hear of
         self.storage = self._open_storage()
         self.study = self._open_study()
         self.study_id = self.storage.get_study_id_from_name(study)
@@ -126,6 +193,9 @@ class Engine:
             from optuna.storages.journal import JournalFileBackend
 
             try:
+                note = repair_journal(path)
+                if note:
+                    self.notes.append(note)
                 return optuna.storages.JournalStorage(JournalFileBackend(path))
             except OSError as error:
                 raise ExperimentError(
@@ -543,6 +613,8 @@ def execute(storage, study, logdir, settings, plan, *, workers, quiet, say):
     """
     engine = Engine(storage, study)
     engine.set_plan(settings, plan)
+    for note in engine.notes:
+        say(note)
     retried = engine.retry_errors()
     if retried:
         say(
