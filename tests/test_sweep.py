@@ -412,6 +412,28 @@ def test_a_torn_journal_tail_is_cut_and_the_rerun_resumes(tmp_path, capsys):
     _assert_each_planned_trial_complete_once(_study(_journal(tmp_path)), keys)
 
 
+def test_compare_overwrite_keeps_a_sweep_in_the_same_journal(tmp_path, capsys):
+    argv = ["--weight-decay", "0", "--seeds", "1", "--workers", "0"]
+    status, _, err = _sweep_here(tmp_path, capsys, *argv)
+    assert status == 0, err[-2000:]
+    compare = ["compare", "--epochs", "1", "--train-fraction", "0.1"]
+    compare += ["--runs", "plain", "--seeds", "1", "--workers", "0"]
+    compare += ["--logdir", str(tmp_path), "--overwrite"]
+    assert cli.main(compare) == 0
+    out = capsys.readouterr().out
+    assert "--overwrite: kept the other studies" in out
+    assert "'keras-decay-sweep'" in out
+    sweep_study = _study(_journal(tmp_path))
+    assert [t.state for t in sweep_study.get_trials()] == [
+        optuna.trial.TrialState.COMPLETE
+    ]
+    # A second overwrite replaces the compare study only.
+    assert cli.main(compare) == 0
+    compare_study = _study(_journal(tmp_path), name="compare")
+    assert len(compare_study.get_trials()) == 1
+    assert len(_study(_journal(tmp_path)).get_trials()) == 1
+
+
 def test_a_damaged_journal_record_before_the_end_is_one_line(tmp_path, capsys):
     journal = tmp_path / engine_lib.JOURNAL_NAME
     journal.write_bytes(b'{"op_code": 0}\n{"op_co\n{"op_code": 1}\n')

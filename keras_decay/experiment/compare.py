@@ -59,12 +59,28 @@ def plan(config):
     return trials
 
 
-def _clear(config):
-    """Removes what an earlier compare wrote into the log folder."""
-    for name in ("results.json", "comparison.png", engine_lib.JOURNAL_NAME):
+def _clear(config, say):
+    """Removes what an earlier compare wrote into the log folder.
+
+    The journal loses the compare study only: another study in it (a
+    sweep's, in the same folder) is kept, and the command says so.
+    """
+    for name in ("results.json", "comparison.png"):
         path = os.path.join(config.logdir, name)
         if os.path.exists(path):
             os.remove(path)
+    journal = os.path.join(config.logdir, engine_lib.JOURNAL_NAME)
+    if os.path.exists(journal):
+        others = engine_lib.delete_study(
+            _common.journal_url(config.logdir), STUDY
+        )
+        if others:
+            say(
+                f"--overwrite: kept the other studies in {journal} "
+                f"({', '.join(repr(n) for n in others)})"
+            )
+        else:
+            os.remove(journal)
     for run in options.RUNS:
         path = os.path.join(config.logdir, run)
         if os.path.isdir(path):
@@ -86,13 +102,11 @@ def run(config, say=print):
     """
     say = (lambda *a: None) if config.quiet else say
     _common.check_extras("compare")
+    keep = ("results.json", engine_lib.JOURNAL_NAME)
     if config.overwrite and os.path.isdir(config.logdir):
-        _clear(config)
-    _common.prepare_logdir(
-        config.logdir,
-        "compare",
-        keep=("results.json", engine_lib.JOURNAL_NAME),
-    )
+        _clear(config, say)
+        keep = ("results.json",)  # a journal left holds other studies only
+    _common.prepare_logdir(config.logdir, "compare", keep=keep)
     trials = plan(config)
     say(
         f"compare: runs {','.join(config.runs)} on seeds "

@@ -60,6 +60,16 @@ _OPEN_ATTEMPTS = 6
 Taken = collections.namedtuple("Taken", ["trial", "trial_id", "entry"])
 
 
+def delete_study(storage, study):
+    """Deletes `study` from `storage` if it is there; returns the names of
+    the studies left."""
+    opened = Engine(storage, study, create=False).storage
+    names = [s.study_name for s in opened.get_all_studies()]
+    if study in names:
+        _optuna().delete_study(study_name=study, storage=opened)
+    return [name for name in names if name != study]
+
+
 def repair_journal(path):
     """Cuts a torn last record off an Optuna journal file, under its lock.
 
@@ -174,15 +184,18 @@ class Engine:
     Args:
         storage: An Optuna storage URL, or `journal://<path>`.
         study: The study name.
+        create: Whether to open (or create) the study; `False` opens the
+            storage only.
     """
 
-    def __init__(self, storage, study):
+    def __init__(self, storage, study, create=True):
         self.optuna = _optuna()
         self.url, self.name = storage, study
         self.notes = []  # what opening did that the user should hear of
         self.storage = self._open_storage()
-        self.study = self._open_study()
-        self.study_id = self.storage.get_study_id_from_name(study)
+        if create:  # else the storage only (`delete_study`)
+            self.study = self._open_study()
+            self.study_id = self.storage.get_study_id_from_name(study)
 
     # -- opening ---------------------------------------------------------------
 
