@@ -42,13 +42,14 @@ TINY = ["--epochs", "2", "--train-fraction", "0.1", "--quiet"]
 GRID = ["--weight-decay", "0,1e-2", "--seeds", "1,2"]  # 4 trials
 
 
-def _sweep(logdir, *extra, timeout=600, wait=True):
+def _sweep(logdir, *extra, timeout=600, wait=True, env=None):
     command = [sys.executable, "-m", "keras_decay", "sweep", *TINY, *extra]
     command += ["--logdir", str(logdir)]
     if not wait:
         return subprocess.Popen(
             command,
             cwd=ROOT,
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -57,6 +58,7 @@ def _sweep(logdir, *extra, timeout=600, wait=True):
     return subprocess.run(
         command,
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -366,15 +368,8 @@ def test_a_rerun_under_another_backend_is_refused_in_one_line(tmp_path, capsys):
     # The same command under PyTorch: a process of its own (the backend is
     # chosen at import).
     other = "torch" if keras.backend.backend() != "torch" else "jax"
-    completed = subprocess.run(
-        [sys.executable, "-m", "keras_decay", "sweep", *TINY, *argv]
-        + ["--logdir", str(tmp_path)],
-        cwd=ROOT,
-        env=dict(os.environ, KERAS_BACKEND=other),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    completed = _sweep(
+        tmp_path, *argv, env=dict(os.environ, KERAS_BACKEND=other)
     )
     assert completed.returncode == 1, completed.stderr[-2000:]
     last = completed.stderr.strip().splitlines()[-1]
