@@ -7,51 +7,37 @@ The most used names are re-exported here.
 
 `import keras_decay` imports every public module, which registers every
 keras_decay class with Keras: `keras.saving.load_model` of a model that uses
-them needs that import first. Only the `keras-decay` command (its entry
-point, the top-level module `keras_decay_cli`, is imported first) defers
-the imports to first use (PEP 562), so that `--help` and argument errors
-answer without importing Keras and TensorFlow.
+them needs only that import, however the process started. The
+`keras-decay` command's parser and options live apart, in the top-level
+package `keras_decay_cli`, which imports neither this package nor Keras.
 """
 
-import importlib
-import sys
+from keras_decay import callbacks
+from keras_decay import conventions
+from keras_decay import layers
+from keras_decay import optimizers
+from keras_decay import regularizers
+from keras_decay import rules
+from keras_decay import schedules
+from keras_decay.apply import DecayReport
+from keras_decay.apply import apply_weight_decay
+from keras_decay.regularizers import ElasticDecay
+from keras_decay.regularizers import L1Decay
+from keras_decay.regularizers import WeightDecay
 
 __version__ = "0.1.0"
 
-# Public name -> (module, attribute or None for the module itself).
-_EXPORTS = {
-    "DecayReport": ("keras_decay.apply", "DecayReport"),
-    "ElasticDecay": ("keras_decay.regularizers", "ElasticDecay"),
-    "L1Decay": ("keras_decay.regularizers", "L1Decay"),
-    "WeightDecay": ("keras_decay.regularizers", "WeightDecay"),
-    "apply_weight_decay": ("keras_decay.apply", "apply_weight_decay"),
-    "callbacks": ("keras_decay.callbacks", None),
-    "conventions": ("keras_decay.conventions", None),
-    "layers": ("keras_decay.layers", None),
-    "optimizers": ("keras_decay.optimizers", None),
-    "regularizers": ("keras_decay.regularizers", None),
-    "rules": ("keras_decay.rules", None),
-    "schedules": ("keras_decay.schedules", None),
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'keras_decay' has no attribute {name!r}")
-    module, attribute = _EXPORTS[name]
-    value = importlib.import_module(module)
-    if attribute is not None:
-        value = getattr(value, attribute)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
-
-
-if "keras_decay_cli" not in sys.modules:
-    for _name in __all__:
-        __getattr__(_name)
+__all__ = [
+    "DecayReport",
+    "ElasticDecay",
+    "L1Decay",
+    "WeightDecay",
+    "apply_weight_decay",
+    "callbacks",
+    "conventions",
+    "layers",
+    "optimizers",
+    "regularizers",
+    "rules",
+    "schedules",
+]

@@ -1,4 +1,4 @@
-"""Tests for the `keras-decay` command line (keras_decay.cli)."""
+"""Tests for the `keras-decay` command line (keras_decay_cli)."""
 
 import json
 import os
@@ -10,8 +10,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
 
-from keras_decay import cli
-from keras_decay.experiment import options
+import keras_decay_cli as cli
+from keras_decay_cli import options
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -164,6 +164,33 @@ def _python_dash_m(argv, monkeypatch, capsys):
     return info.value.code, out, err
 
 
+def _command(argv, capsys):
+    """`keras-decay ARGV` in this process: `(status, out, err)`."""
+    try:
+        status = cli.main(argv)
+    except SystemExit as error:
+        status = error.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["sweep", "--help"],
+        ["compare", "--dropout", "2"],
+        ["sweep", "--trials", "0"],
+        ["train"],
+    ],
+)
+def test_python_dash_m_answers_as_the_command(argv, monkeypatch, capsys):
+    expected = _command(argv, capsys)
+    assert expected[0] in (0, 2)
+    assert _python_dash_m(argv, monkeypatch, capsys) == expected
+
+
 def test_python_dash_m_compare_end_to_end(tmp_path, monkeypatch, capsys):
     # In this process (`--workers 0`); the worker processes and the command
     # as a process of its own are tested in tests/test_sweep.py.
@@ -212,3 +239,26 @@ def test_python_dash_m_compare_end_to_end(tmp_path, monkeypatch, capsys):
             "pass --overwrite to replace them, or choose another --logdir"
         )
     )
+
+
+@pytest.mark.backend_independent
+def test_settings_are_an_immutable_record_of_the_declared_options():
+    config = options.settings("compare", epochs=3)
+    assert [o.name for o in options.options_for("compare")] == list(
+        config.as_dict()
+    )
+    with pytest.raises(AttributeError, match="immutable"):
+        config.epochs = 4
+    with pytest.raises(AttributeError, match="no option 'trials'"):
+        config.trials  # noqa: B018 (a sweep option)
+    changed = config.replace(epochs=4)
+    assert (changed.epochs, config.epochs) == (4, 3)
+    assert changed == options.settings(
+        "compare", epochs=4, logdir=config.logdir
+    )
+    with pytest.raises(ValueError, match=r"Received: epochs=0"):
+        config.replace(epochs=0)
+    with pytest.raises(TypeError, match="Unknown option for `compare`"):
+        config.replace(trials=3)
+    training = [o.name for o in options.OPTIONS if o.training]
+    assert list(config.hyperparameters()) == training

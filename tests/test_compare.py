@@ -18,12 +18,12 @@ import pytest
 from keras_decay import schedules
 from keras_decay.experiment import compare
 from keras_decay.experiment import data as data_lib
-from keras_decay.experiment import options
 from keras_decay.experiment import report
 from keras_decay.experiment import runner
 from keras_decay.experiment.data import ExperimentError
 from keras_decay.experiment.trial import Trial
 from keras_decay.regularizers import WeightDecay
+from keras_decay_cli import options
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -32,9 +32,9 @@ TINY = {"epochs": 2, "train_fraction": 0.1, "label_noise": 0.3}
 
 
 def _config(**overrides):
-    return options.hyperparameters(
-        options.settings("compare", **dict(TINY, **overrides))
-    )
+    return options.settings(
+        "compare", **dict(TINY, **overrides)
+    ).hyperparameters()
 
 
 def test_label_noise_flips_exactly_the_share_to_other_classes():
@@ -164,13 +164,18 @@ def test_trial_writes_a_tensorboard_run_with_hparams(trained):
     from tensorboard.backend.event_processing import event_accumulator
 
     _, result, _ = trained
-    accumulator = event_accumulator.EventAccumulator(
-        os.path.join(result["log_dir"], "train"),
-        size_guidance={event_accumulator.TENSORS: 0},
-    )
-    accumulator.Reload()
-    tags = accumulator.Tags()["tensors"]
-    events = accumulator.Tensors("trial/val_accuracy")
+
+    def run(name):
+        accumulator = event_accumulator.EventAccumulator(
+            os.path.join(result["log_dir"], name),
+            size_guidance={event_accumulator.TENSORS: 0},
+        )
+        accumulator.Reload()
+        return accumulator
+
+    trial = run("trial")  # the package's own writer, on every backend
+    tags = trial.Tags()["tensors"]
+    events = trial.Tensors("trial/val_accuracy")
     assert [e.step for e in events] == [0, 1]
     np.testing.assert_allclose(
         float(events[-1].tensor_proto.float_val[0]),
@@ -178,8 +183,13 @@ def test_trial_writes_a_tensorboard_run_with_hparams(trained):
         rtol=1e-6,
     )
     assert "_hparams_/session_start_info" in tags
+    # One writer per run folder: no run diverted to `trial-<host>-<pid>`.
+    folders = sorted(os.listdir(result["log_dir"]))
+    assert "trial" in folders and all("-" not in f for f in folders), folders
     if keras.backend.backend() == "tensorflow":
-        assert "weight_norm/global" in tags  # WeightNormLogger's
+        assert folders == ["train", "trial"]
+        # WeightNormLogger's run, beside it: one writer per run folder.
+        assert "weight_norm/global" in run("train").Tags()["tensors"]
 
 
 def test_zero_regularization_trains_exactly_like_plain(tmp_path):

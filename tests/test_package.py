@@ -20,14 +20,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LOAD = """
 import sys
 import keras
-import keras_decay
+{first}import keras_decay
 model = keras.saving.load_model(sys.argv[1])  # safe_mode=True
 print(type(model.layers[1]).__name__, type(model.optimizer).__name__)
 print(type(model.optimizer).__module__.split(".")[0])
 """
 
 
-def test_plain_import_registers_every_class_for_load_model(tmp_path):
+@pytest.mark.parametrize(
+    "first",
+    ["", "import keras_decay_cli\n", "import keras_decay_cli.options\n"],
+    ids=["alone", "after_the_command", "after_its_options"],
+)
+def test_plain_import_registers_every_class_for_load_model(tmp_path, first):
+    """The same registrations whatever the process imported before."""
     model = keras.Sequential(
         [
             keras.Input((4,)),
@@ -42,7 +48,7 @@ def test_plain_import_registers_every_class_for_load_model(tmp_path):
     path = str(tmp_path / "model.keras")
     model.save(path)
     done = subprocess.run(
-        [sys.executable, "-c", _LOAD, path],
+        [sys.executable, "-c", _LOAD.format(first=first), path],
         cwd=ROOT,
         env=dict(os.environ, PYTHONPATH=ROOT),
         capture_output=True,

@@ -26,11 +26,11 @@ import numpy as np
 import optuna
 import pytest
 
-from keras_decay import cli
+import keras_decay_cli as cli
 from keras_decay.experiment import engine as engine_lib
-from keras_decay.experiment import options
 from keras_decay.experiment import sweep
 from keras_decay.experiment.trial import Trial
+from keras_decay_cli import options
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

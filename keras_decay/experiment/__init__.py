@@ -9,7 +9,7 @@ or a log-uniform range of rates (`keras-decay sweep`).
 
 | module    | job                                                     |
 | --------- | ------------------------------------------------------- |
-| `options` | every command-line option, declared once (help, check)  |
+| `trial`   | one trial: run, weight decay, dropout, seed; its key    |
 | `data`    | digits / keras.datasets, stratified splits, label noise |
 | `runner`  | the model, the optimizer, one trained trial             |
 | `engine`  | trials in worker processes on one Optuna study          |
@@ -17,6 +17,13 @@ or a log-uniform range of rates (`keras-decay sweep`).
 | `compare` | `keras-decay compare`                                   |
 | `sweep`   | `keras-decay sweep`                                     |
 
-Importing this package, `options`, `engine` and `report` does not import
-Keras or TensorFlow: only the worker processes that train do.
+The options and their immutable `Settings` are the command's, declared
+once in `keras_decay_cli.options` and importable from here as `options`
+(`from keras_decay.experiment import compare, options`). Importing this
+package imports `keras_decay`, and with it Keras; the command parses its
+arguments before that.
 """
+
+from keras_decay_cli import options
+
+__all__ = ["options"]

@@ -5,7 +5,7 @@ import os
 import time
 
 from keras_decay.experiment import engine as engine_lib
-from keras_decay.experiment import options
+from keras_decay.experiment import pool
 from keras_decay.experiment import report
 from keras_decay.experiment.data import ExperimentError
 from keras_decay.experiment.data import import_extra
@@ -75,15 +75,13 @@ def environment():
 def study_settings(config):
     """What a study records and every rerun must match: the training
     settings and the backend (numbers from two backends never mix)."""
-    return dict(
-        options.hyperparameters(config), backend=environment()["backend"]
-    )
+    return dict(config.hyperparameters(), backend=environment()["backend"])
 
 
 def train(config, plan, storage, study, say):
     """Trains the plan; returns `(results, seconds)` or raises on errors."""
     start = time.perf_counter()
-    engine = engine_lib.execute(
+    engine = pool.execute(
         storage,
         study,
         config.logdir,

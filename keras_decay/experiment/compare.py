@@ -31,9 +31,9 @@ import shutil
 
 from keras_decay.experiment import _common
 from keras_decay.experiment import engine as engine_lib
-from keras_decay.experiment import options
 from keras_decay.experiment import report
 from keras_decay.experiment.trial import Trial
+from keras_decay_cli import options
 
 __all__ = ["plan", "run"]
 
@@ -118,7 +118,7 @@ def run(config, say=print):
     )
     rows = report.aggregate(results, ("run",))
     payload = {
-        "settings": dict(vars(config)),
+        "settings": config.as_dict(),
         "environment": _common.environment(),
         "trials": results,
         "aggregate": rows,

@@ -7,7 +7,7 @@ scikit-learn (the bundled digits, stratified splits) comes with the
 import numpy as np
 
 from keras_decay._validation import check_choice
-from keras_decay.experiment.options import DATASETS
+from keras_decay_cli.options import DATASETS
 
 __all__ = [
     "DIGITS_VALIDATION_FRACTION",

@@ -8,9 +8,9 @@ changes no other weight) and sees the same mini-batches in the same order
 
 Written with `keras.ops` and `keras.Model` only, so trials run on the
 TensorFlow, JAX and PyTorch backends. `WeightNormLogger` adds its weight-norm
-scalars to each trial's TensorBoard run where the backend supports it; the
-trial's own scalars and HParams are written with TensorBoard's TF-free
-event writer on every backend.
+scalars to each trial's TensorBoard folder (run `train`) where the backend
+supports it; the trial's own scalars and HParams (run `trial`) are written
+with the package's TF-free event writer on every backend.
 """
 
 import math
@@ -21,6 +21,9 @@ import keras
 import numpy as np
 
 from keras_decay import schedules
+from keras_decay.callbacks._weight_norm_logger._summaries import hparams_summary
+from keras_decay.callbacks._weight_norm_logger._summaries import log_summary
+from keras_decay.callbacks._weight_norm_logger._writer import EventWriter
 from keras_decay.experiment import data as data_lib
 from keras_decay.optimizers import current_hyperparameters
 from keras_decay.regularizers import WeightDecay
@@ -265,41 +268,24 @@ class _Measure(keras.callbacks.Callback):
             )
 
 
-class _EventWriter:
-    """A trial's scalars and HParams, written without TensorFlow."""
+class _TrialWriter:
+    """A trial's scalars (`trial/<name>`) and HParams, in the TensorBoard
+    run `<run_dir>/trial`, through the package's own event writer (no
+    TensorFlow; a failed write is a warning, training goes on).
+
+    `WeightNormLogger` writes the run `<run_dir>/train`: one writer per run
+    folder, as the writer's lock requires.
+    """
 
     def __init__(self, run_dir, hparams):
-        from tensorboard.compat.proto import event_pb2
-        from tensorboard.plugins.hparams import summary_v2
-        from tensorboard.summary.writer import event_file_writer
-
-        self._event = event_pb2.Event
-        self._writer = event_file_writer.EventFileWriter(
-            os.path.join(run_dir, "train")
-        )
-        summary = summary_v2.hparams_pb(hparams)
-        self._writer.add_event(
-            self._event(wall_time=time.time(), step=0, summary=summary)
-        )
+        self._writer = EventWriter(os.path.join(run_dir, "trial"), "trial")
+        self._writer.open()
+        self._described = set()
+        self._writer.write(0, hparams_summary(hparams))
 
     def scalars(self, step, values):
-        from tensorboard.compat.proto import summary_pb2
-        from tensorboard.compat.proto import tensor_pb2
-        from tensorboard.compat.proto import types_pb2
-        from tensorboard.plugins.scalar import metadata
-
-        summary = summary_pb2.Summary()
-        for name, value in values.items():
-            entry = summary.value.add(tag=f"trial/{name}")
-            entry.tensor.CopyFrom(
-                tensor_pb2.TensorProto(
-                    dtype=types_pb2.DT_FLOAT, float_val=[float(value)]
-                )
-            )
-            entry.metadata.CopyFrom(metadata.create_summary_metadata("", ""))
-        self._writer.add_event(
-            self._event(wall_time=time.time(), step=step, summary=summary)
-        )
+        scalars = {f"trial/{name}": value for name, value in values.items()}
+        self._writer.write(step, log_summary(scalars, {}, self._described))
 
     def close(self):
         self._writer.close()
@@ -415,7 +401,7 @@ def train_trial(
         "dropout": trial.dropout or 0.0,
         "seed": seed,
     }
-    writer = _EventWriter(run_dir, hparams)
+    writer = _TrialWriter(run_dir, hparams)
     measure = _Measure(
         data,
         progress=say if progress else None,

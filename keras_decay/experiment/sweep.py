@@ -120,7 +120,7 @@ def run(config, say=print):
     top = best(rows)
     payload = {
         "settings": dict(
-            vars(config),
+            config.as_dict(),
             weight_decay=str(config.weight_decay),
             dropout=str(config.dropout),
         ),

@@ -1,26 +1,27 @@
 """Every option of `keras-decay compare` and `keras-decay sweep`, once.
 
 Each `Option` holds its name, default, help text and check; the argparse
-parsers (`keras_decay.cli`) and the Python entry points (`settings`) are
-both built from `OPTIONS`, so a default or a bound is written in one place.
+parsers (`keras_decay_cli.parser`), the Python entry point (`settings`) and
+the immutable `Settings` records are all built from `OPTIONS`, so a default
+or a bound is written in one place.
 A check takes the value (already parsed from text on the command line) and
 returns it normalised, or raises `ValueError` / `TypeError` in Keras'
 message template, naming the option's Python name.
 
-No Keras or TensorFlow here: `--help` and argument errors stay fast.
+No Keras or TensorFlow here, and no `keras_decay` package import (which
+registers every class with Keras): `--help` and argument errors stay fast.
 """
 
 import dataclasses
 import datetime
 import math
 import os
-import types
 
-from keras_decay._validation import check_choice
-from keras_decay._validation import check_float
-from keras_decay._validation import check_int
-from keras_decay._validation import check_positive_int
-from keras_decay._validation import fail
+from _keras_decay_validation import check_choice
+from _keras_decay_validation import check_float
+from _keras_decay_validation import check_int
+from _keras_decay_validation import check_positive_int
+from _keras_decay_validation import fail
 
 __all__ = [
     "COMMANDS",
@@ -29,6 +30,7 @@ __all__ = [
     "OPTIONS",
     "RUNS",
     "Option",
+    "Settings",
     "Values",
     "options_for",
     "settings",
@@ -449,8 +451,85 @@ def options_for(command):
     return tuple(o for o in OPTIONS if command in o.commands)
 
 
+class Settings:
+    """The checked options of one command: an immutable record.
+
+    Made by `settings(command, ...)`; an option is an attribute
+    (`config.epochs`), and assigning one is an `AttributeError`: a changed
+    run is a new record, `config.replace(epochs=2)`, checked the same way.
+    The fields are the command's `OPTIONS`, so nothing here declares them
+    again.
+    """
+
+    __slots__ = ("command", "_values")
+
+    def __init__(self, command, values):
+        names = tuple(o.name for o in options_for(command))
+        if tuple(values) != names:
+            raise TypeError(
+                f"Settings of `{command}` take exactly {', '.join(names)}. "
+                f"Received: {', '.join(values)}"
+            )
+        object.__setattr__(self, "command", command)
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getattr__(self, name):
+        try:
+            return object.__getattribute__(self, "_values")[name]
+        except KeyError:
+            raise AttributeError(
+                f"`{self.command}` has no option {name!r}"
+            ) from None
+
+    def __setattr__(self, name, value):
+        raise AttributeError(
+            f"Settings are immutable: use .replace({name}=...) for a "
+            "changed copy"
+        )
+
+    __delattr__ = __setattr__
+
+    def __eq__(self, other):
+        if not isinstance(other, Settings):
+            return NotImplemented
+        return (self.command, self._values) == (other.command, other._values)
+
+    def __hash__(self):
+        return hash((self.command, tuple(map(repr, self._values.items()))))
+
+    def __repr__(self):
+        fields = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
+        return f"Settings({self.command!r}, {fields})"
+
+    def __reduce__(self):
+        return (Settings, (self.command, self._values))
+
+    def as_dict(self):
+        """Every option's value, by Python name (a new dict)."""
+        return dict(self._values)
+
+    def replace(self, **changes):
+        """A copy with `changes` checked as `settings` checks them."""
+        unknown = sorted(set(changes) - set(self._values))
+        if unknown:
+            raise TypeError(
+                f"Unknown option for `{self.command}`: {', '.join(unknown)}."
+                f" Expected some of: {', '.join(self._values)}"
+            )
+        return settings(self.command, **dict(self._values, **changes))
+
+    def hyperparameters(self):
+        """The training settings (the options declared `training`): the
+        same for every trial of a run; what a study records."""
+        return {
+            option.name: self._values[option.name]
+            for option in options_for(self.command)
+            if option.training
+        }
+
+
 def settings(command, **values):
-    """A namespace with every option of `command`, checked, defaults filled.
+    """The checked `Settings` of `command`, defaults filled.
 
     Unknown names are a `TypeError`; a bad value a `ValueError` naming it.
     With `logdir=None`, `compare` gets `logs/compare-<timestamp>` and
@@ -481,13 +560,4 @@ def settings(command, **values):
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         name = f"compare-{stamp}" if command == "compare" else "sweep"
         result["logdir"] = os.path.join("logs", name)
-    return types.SimpleNamespace(command=command, **result)
-
-
-def hyperparameters(config):
-    """The training settings of `config` (the options declared `training`)."""
-    return {
-        option.name: getattr(config, option.name)
-        for option in options_for(config.command)
-        if option.training
-    }
+    return Settings(command, result)
