@@ -25,6 +25,7 @@ from keras_decay._validation import check_bool
 from keras_decay._validation import check_float
 from keras_decay._validation import check_optional
 from keras_decay._validation import check_positive_float
+from keras_decay._validation import check_positive_int
 from keras_decay._validation import fail
 from keras_decay.optimizers import current_hyperparameters
 from keras_decay.regularizers import ElasticDecay
@@ -36,6 +37,7 @@ __all__ = [
     "scale_weight_decay",
     "timescale",
     "weight_decay_for_timescale",
+    "weight_decay_range",
 ]
 
 
@@ -257,3 +259,57 @@ def _l2_coefficient(regularizer):
     ):
         return 2.0 * float(regularizer.l2)
     return 0.0
+
+
+def weight_decay_range(
+    steps, learning_rate, *, momentum=0.0, decoupled=True, per_decade=2
+):
+    """Log-spaced weight decays whose timescale spans the training run.
+
+    The values of `weight_decay` for which `tau = timescale(learning_rate,
+    weight_decay, momentum=momentum, decoupled=decoupled)` runs from
+    `10 * steps` (decay barely acts within the run) down to `steps / 10`
+    (decay dominates the gradient), `per_decade` values a decade:
+
+        tau_k = 10 * steps / 10 ** (k / per_decade),  k = 0 .. 2 * per_decade
+        weight_decay_k = c / (learning_rate * tau_k)
+
+    with `c = 1` for decoupled decay and `c = 1 - momentum` for coupled L2
+    under SGD with momentum (`weight_decay_for_timescale`). Wang & Aitchison
+    ("How to set AdamW's weight decay as you scale model and dataset size",
+    ICML 2025) find the best `tau` a roughly constant fraction of the run,
+    so the best rate of a sweep lies inside this range when the learning
+    rate and the training length are the ones of the sweep. The
+    values exclude 0: a sweep adds `weight_decay=0` as its baseline.
+
+    Args:
+        steps: Int > 0. The optimizer steps of the whole training run.
+        learning_rate: Float > 0. The (initial) learning rate.
+        momentum: Float in [0, 1). SGD's momentum, for coupled decay.
+            Defaults to 0.
+        decoupled: Bool. Whether the decay is decoupled from the gradient.
+            Defaults to `True`.
+        per_decade: Int > 0. Values per decade of `weight_decay`. Defaults
+            to 2 (`2 * per_decade + 1` values in all).
+
+    Returns:
+        A list of floats, ascending.
+
+    Example:
+
+    >>> [f"{v:.3g}" for v in weight_decay_range(570, 0.1, momentum=0.9,
+    ...                                         decoupled=False)]
+    ['0.000175', '0.000555', '0.00175', '0.00555', '0.0175']
+    """
+    steps = check_positive_int(steps, "steps")
+    per_decade = check_positive_int(per_decade, "per_decade")
+    # A descending tau, so the weight decays come out ascending.
+    return [
+        weight_decay_for_timescale(
+            10.0 * steps / 10.0 ** (k / per_decade),
+            learning_rate,
+            momentum=momentum,
+            decoupled=decoupled,
+        )
+        for k in range(2 * per_decade + 1)
+    ]

@@ -89,21 +89,26 @@ class Option:
 
 @dataclasses.dataclass(frozen=True)
 class Values:
-    """The values of a swept hyperparameter: a grid or a range.
+    """The values of a swept hyperparameter: a grid, a range or `auto`.
 
     `grid` is a tuple of values; `low`/`high` a range to draw `--trials`
-    values from (log-uniform for the weight decay, uniform for dropout).
+    values from (log-uniform for the weight decay, uniform for dropout);
+    `auto` (the weight decay only) a grid the sweep derives from the
+    timescale rule (`keras_decay.rules.weight_decay_range`).
     """
 
     grid: tuple = None
     low: float = None
     high: float = None
+    auto: bool = False
 
     @property
     def is_range(self):
-        return self.grid is None
+        return self.grid is None and not self.auto
 
     def __str__(self):
+        if self.auto:
+            return "auto"
         if self.is_range:
             return f"{self.low:g}:{self.high:g}"
         return ",".join(f"{v:g}" for v in self.grid)
@@ -174,12 +179,14 @@ def check_seeds(value):
     return seeds
 
 
-def _values_check(name, low, high, high_inclusive, log):
-    """A check for a grid (`"0,1e-3"`) or a range (`"1e-5:1e-1"`)."""
+def _values_check(name, low, high, high_inclusive, log, auto=False):
+    """A check for a grid (`"0,1e-3"`), a range (`"1e-5:1e-1"`) or, with
+    `auto`, the word `auto`."""
     bounds = f"in [{low}, {high}{']' if high_inclusive else ')'}"
     expected = (
-        f"comma-separated values {bounds} (a grid) or LOW:HIGH with "
-        f"{'0 < ' if log else ''}LOW < HIGH (a range)"
+        f"comma-separated values {bounds} (a grid){',' if auto else ' or'} "
+        f"LOW:HIGH with {'0 < ' if log else ''}LOW < HIGH (a range)"
+        + (" or auto (from the timescale rule)" if auto else "")
     )
 
     def number(text):
@@ -193,6 +200,8 @@ def _values_check(name, low, high, high_inclusive, log):
             value = str(value)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = str(value)
+        if auto and isinstance(value, str) and value.strip() == "auto":
+            return Values(auto=True)
         try:
             if isinstance(value, str) and ":" in value:
                 low_text, _, high_text = value.partition(":")
@@ -366,9 +375,10 @@ OPTIONS = (
     Option(
         "weight_decay",
         Values(grid=(0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2)),
-        "weight decay rates: a grid 0,1e-3,... or a log-uniform range "
-        "LOW:HIGH with --trials",
-        _values_check("weight_decay", 0.0, math.inf, True, log=True),
+        "weight decay rates: a grid 0,1e-3,..., a log-uniform range "
+        "LOW:HIGH with --trials, or auto: 0 and the rates whose timescale "
+        "runs from 10x to 1/10 of the steps trained, 2 a decade",
+        _values_check("weight_decay", 0.0, math.inf, True, log=True, auto=True),
         commands=("sweep",),
         metavar="GRID|LOW:HIGH",
     ),

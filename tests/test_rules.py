@@ -13,6 +13,7 @@ from keras_decay.rules import optimizer_timescale
 from keras_decay.rules import scale_weight_decay
 from keras_decay.rules import timescale
 from keras_decay.rules import weight_decay_for_timescale
+from keras_decay.rules import weight_decay_range
 
 # Also run by the minimum-versions leg of .ci/run (oldest TensorFlow, Keras).
 pytestmark = pytest.mark.min_versions
@@ -75,6 +76,40 @@ def test_weight_decay_for_timescale_inverts_timescale():
             tau, lr, momentum=mu, decoupled=decoupled
         )
         assert back == pytest.approx(wd, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "momentum, decoupled, factor",
+    [(0.0, True, 1.0), (0.9, False, 0.1), (0.9, True, 1.0)],
+)
+@pytest.mark.parametrize("per_decade", [1, 2, 3])
+def test_weight_decay_range_spans_ten_times_to_a_tenth_of_the_run(
+    momentum, decoupled, factor, per_decade
+):
+    steps, lr = 570, 0.1
+    got = weight_decay_range(
+        steps, lr, momentum=momentum, decoupled=decoupled, per_decade=per_decade
+    )
+    # tau from 10 * steps down to steps / 10, log-spaced, per_decade a decade.
+    tau = np.logspace(
+        np.log10(10 * steps), np.log10(steps / 10), 2 * per_decade + 1
+    )
+    np.testing.assert_allclose(got, factor / (lr * tau), rtol=1e-12)
+    assert got == sorted(got) and 0.0 not in got
+    taus = [
+        timescale(lr, w, momentum=momentum, decoupled=decoupled) for w in got
+    ]
+    assert taus[0] == pytest.approx(10 * steps, rel=1e-12)
+    assert taus[-1] == pytest.approx(steps / 10, rel=1e-12)
+
+
+def test_weight_decay_range_checks_its_arguments():
+    with pytest.raises(ValueError, match=r"Received: steps=0"):
+        weight_decay_range(0, 0.1)
+    with pytest.raises(TypeError, match=r"Received: per_decade=1.5"):
+        weight_decay_range(10, 0.1, per_decade=1.5)
+    with pytest.raises(ValueError, match=r"Received: learning_rate=-0.1"):
+        weight_decay_range(10, -0.1)
 
 
 def test_scale_weight_decay_keeps_tau_a_fixed_fraction_of_training():

@@ -29,6 +29,7 @@ import pytest
 import keras_decay_cli as cli
 from keras_decay.experiment import engine as engine_lib
 from keras_decay.experiment import sweep
+from keras_decay.experiment.data import load_data
 from keras_decay.experiment.trial import Trial
 from keras_decay_cli import options
 
@@ -128,6 +129,33 @@ def test_grid_plan_is_every_point_on_every_seed():
         (t.weight_decay is None) == (t.dir.startswith("trials/wd_0-"))
         for t in trials
     )
+
+
+def test_auto_grid_is_zero_and_the_timescale_range_of_the_run():
+    config = options.settings("sweep", weight_decay="auto", seeds="1,2")
+    assert str(config.weight_decay) == "auto"
+    resolved, line = sweep.auto_grid(config)
+    # digits: 1,797 images, 70 % for training (stratified), batches of 64.
+    train = len(load_data("digits", 1.0, 1, label_noise=0.3).x_train)
+    steps = train // 64 * 30
+    tau = np.logspace(np.log10(10 * steps), np.log10(steps / 10), 5)
+    expected = (1 - 0.9) / (0.1 * tau)  # coupled L2, SGD momentum 0.9
+    grid = resolved.weight_decay.grid
+    assert grid[0] == 0.0
+    np.testing.assert_allclose(grid[1:], expected, rtol=5e-3)  # 3 digits
+    # The README's grid sweep found its best λ, 1e-2, inside this range.
+    assert grid[1] < 1e-2 < grid[-1]
+    assert f"{steps} steps trained" in line and "coupled L2" in line
+    trials = sweep.plan(config)
+    assert sorted({t.weight_decay or 0.0 for t in trials}) == list(grid)
+    assert len(trials) == 2 * len(grid)
+
+
+def test_auto_is_a_weight_decay_word_only():
+    with pytest.raises(ValueError, match=r"or auto .*Received: weight_decay"):
+        options.settings("sweep", weight_decay="autos")
+    with pytest.raises(ValueError, match=r"Received: dropout='auto'"):
+        options.settings("sweep", dropout="auto")
 
 
 def test_log_uniform_range_draws_one_value_per_log_slice_reproducibly():

@@ -9,7 +9,9 @@ Rerunning the command resumes: complete trials are not trained again.
 `--weight-decay 0,1e-4,1e-3` is a grid; `--weight-decay 1e-5:1e-1 --trials
 20` draws 20 values log-uniformly, one in each of 20 equal slices of the
 log range (Latin hypercube, seeded, so a rerun draws the same values), and
-trains each on every seed. `--dropout` is the same, uniform. Output: a
+trains each on every seed; `--weight-decay auto` is the grid of λ = 0 and
+`keras_decay.rules.weight_decay_range` over the steps the sweep trains
+(`auto_grid`). `--dropout` is the same as a grid or range, uniform. Output: a
 table per λ (and dropout) of mean ± sd over the seeds, the best λ,
 `results.json` and `sweep.png` (accuracy against λ on a log axis).
 """
@@ -23,7 +25,7 @@ from keras_decay.experiment import _common
 from keras_decay.experiment import report
 from keras_decay.experiment.trial import Trial
 
-__all__ = ["draw", "plan", "run"]
+__all__ = ["auto_grid", "draw", "plan", "run"]
 
 # Seed of the stratified draws from a range: fixed, so reruns resume.
 DRAW_SEED = 2024
@@ -47,12 +49,50 @@ def draw(values, trials, log, rng):
     return [float(f"{p:.3g}") for p in points]
 
 
+def auto_grid(config):
+    """`--weight-decay auto` as a grid: `(config with the grid, one line)`.
+
+    The grid is λ = 0 (the baseline) and `rules.weight_decay_range(steps,
+    lr, momentum=momentum, decoupled=False)`, 2 values a decade, rounded to
+    3 digits: the experiment's `WeightDecay` is coupled L2 under SGD with
+    momentum, so `tau = (1 - momentum) / (lr * λ)` runs from 10x the steps
+    trained down to a tenth of them. The line says the range and why.
+    """
+    from keras_decay.experiment import data as data_lib
+    from keras_decay.experiment.runner import epoch_order
+    from keras_decay.rules import weight_decay_range
+    from keras_decay_cli.options import Values
+
+    data = data_lib.load_data(
+        config.dataset,
+        config.train_fraction,
+        config.seeds[0],
+        label_noise=config.label_noise,
+    )
+    _, per_epoch, _ = epoch_order(len(data.x_train), config.batch_size, 1, 0)
+    steps = per_epoch * config.epochs
+    rates = weight_decay_range(
+        steps, config.lr, momentum=config.momentum, decoupled=False
+    )
+    grid = (0.0, *(float(f"{r:.3g}") for r in rates))
+    line = (
+        f"weight decay auto: 0 and {grid[1]:g} to {grid[-1]:g} (2 a "
+        f"decade): the rates whose timescale (1-momentum)/(lr*λ) runs from "
+        f"10x to 1/10 of the {steps} steps trained (lr {config.lr:g}, "
+        f"momentum {config.momentum:g}, coupled L2)"
+    )
+    return config.replace(weight_decay=Values(grid=grid)), line
+
+
 def plan(config):
     """The trials of `config`: every (λ, dropout) point on every seed.
 
     Two ranges are drawn together (`--trials` pairs); a range and a grid
-    are crossed (each drawn value with each grid value).
+    are crossed (each drawn value with each grid value); `auto` is the
+    grid of `auto_grid`.
     """
+    if config.weight_decay.auto:
+        config, _ = auto_grid(config)
     rng = np.random.default_rng(DRAW_SEED)
     rates = draw(config.weight_decay, config.trials, True, rng)
     dropouts = draw(config.dropout, config.trials, False, rng)
@@ -100,6 +140,9 @@ def run(config, say=print):
     _common.check_extras("sweep")
     _common.prepare_logdir(config.logdir, "sweep")
     storage = config.storage or _common.journal_url(config.logdir)
+    if config.weight_decay.auto:
+        config, line = auto_grid(config)
+        say(line)
     trials = plan(config)
     say(
         f"sweep: {len(trials)} trials (weight decay {config.weight_decay}, "
