@@ -467,6 +467,29 @@ def test_a_damaged_journal_record_before_the_end_is_one_line(tmp_path, capsys):
     assert journal.read_bytes() == b'{"op_code": 0}\n{"op_co\n{"op_code": 1}\n'
 
 
+def test_every_worker_dying_is_a_one_line_error_not_success(
+    tmp_path, monkeypatch, capsys
+):
+    # Each worker process ends at start-up with exit status 3 (this process,
+    # already started, is not affected).
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import os\nos._exit(3)\n")
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    status, out, err = _sweep_here(
+        tmp_path / "out",
+        capsys,
+        *("--weight-decay", "0", "--seeds", "1", "--workers", "1"),
+    )
+    assert status == 1, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert "every local worker process ended with an error" in last
+    assert "(exit status 3)" in last
+    assert "1 trial(s) are still waiting" in last
+    assert "running on other workers" not in out + err
+    assert "Traceback" not in err
+
+
 def test_worker_killed_mid_trial_then_rerun_completes_without_duplicate(
     tmp_path, capsys
 ):

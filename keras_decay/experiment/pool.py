@@ -3,7 +3,8 @@
 `execute` puts a plan on the queue (`keras_decay.experiment.engine`) and
 starts `--workers` processes (`python -m keras_decay.experiment.worker`)
 that take its trials until none is waiting; it re-queues the trials of a
-worker that died and starts the workers again, at most three rounds. With
+worker that died and starts the workers again, at most three rounds, and
+fails in one line when every worker dies with trials still waiting. With
 `workers=0` the trials are trained in this process instead. A worker's
 stderr is forwarded without TensorFlow's start-up lines.
 """
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 
+from keras_decay.experiment.data import ExperimentError
 from keras_decay.experiment.engine import ERROR_ATTEMPTS
 from keras_decay.experiment.engine import Engine
 
@@ -101,6 +103,10 @@ def execute(storage, study, logdir, settings, plan, *, workers, quiet, say):
 
     Returns:
         The `Engine`, after every local worker has ended.
+
+    Raises:
+        ExperimentError: every local worker of the last round ended with an
+            error while trials were still waiting.
     """
     engine = Engine(storage, study)
     engine.set_plan(settings, plan)
@@ -114,6 +120,7 @@ def execute(storage, study, logdir, settings, plan, *, workers, quiet, say):
             "run of the command)"
         )
     waiting_state = engine.optuna.trial.TrialState.WAITING
+    codes = []
     for _ in range(3):
         reaped = engine.reap()
         if reaped:
@@ -130,6 +137,15 @@ def execute(storage, study, logdir, settings, plan, *, workers, quiet, say):
             continue
         count = min(workers, waiting)
         say(f"{waiting} trial(s) to train in {count} worker process(es)")
-        run_workers(storage, study, logdir, workers=count, quiet=quiet)
+        codes = run_workers(storage, study, logdir, workers=count, quiet=quiet)
     engine.reap()
+    waiting = len(engine.trials((waiting_state,)))
+    if waiting and codes and all(code != 0 for code in codes):
+        # Nobody else is training them: saying "running on other workers"
+        # and exiting 0 would hide that nothing was trained.
+        raise ExperimentError(
+            f"every local worker process ended with an error (exit status "
+            f"{', '.join(map(str, sorted(set(codes))))}) and {waiting} "
+            "trial(s) are still waiting; the workers' own messages are above"
+        )
     return engine
