@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -567,7 +568,13 @@ def _as_user():
 
 
 @pytest.fixture
-def postgres_url():
+def postgres_url(postgres_server):
+    return postgres_server.url
+
+
+@pytest.fixture
+def postgres_server():
+    """A PostgreSQL server in a temporary folder: `.url`, `.restart()`."""
     bin_dir = _postgres_bin()
     if bin_dir is None:
         pytest.skip("PostgreSQL is not installed (.ci/run installs it)")
@@ -590,7 +597,7 @@ def postgres_url():
         )
 
     run("initdb", "-D", data, "-U", "sweep", "--auth=trust", "-E", "UTF8")
-    run(
+    start = (
         "pg_ctl",
         "-D",
         data,
@@ -601,11 +608,54 @@ def postgres_url():
         "-w",
         "start",
     )
+    run(*start)
+
+    def restart(down_seconds):
+        run("pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
+        time.sleep(down_seconds)
+        run(*start)
+
     try:
-        yield f"postgresql://sweep@127.0.0.1:{port}/postgres"
+        yield types.SimpleNamespace(
+            url=f"postgresql://sweep@127.0.0.1:{port}/postgres",
+            restart=restart,
+        )
     finally:
         run("pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_postgresql_restart_mid_sweep_loses_nothing(postgres_server, tmp_path):
+    """`pg_ctl stop -m fast; sleep 3; pg_ctl start` while a trial trains:
+    the command reconnects and completes every trial once."""
+    url = postgres_server.url
+    argv = ["--weight-decay", "0,1e-2", "--seeds", "1", "--epochs", "40"]
+    argv += ["--storage", url, "--study", "restart", "--workers", "1"]
+    command = _sweep(tmp_path / "out", *argv, wait=False)
+    try:
+        deadline = time.monotonic() + 300
+        running = []
+        while not running and time.monotonic() < deadline:
+            assert command.poll() is None, command.communicate()[1][-3000:]
+            time.sleep(0.5)
+            try:
+                study = optuna.load_study(study_name="restart", storage=url)
+            except KeyError:  # not created yet
+                continue
+            running = study.get_trials(
+                states=(optuna.trial.TrialState.RUNNING,)
+            )
+        assert running, "no trial started"
+        postgres_server.restart(3)
+        _, err = command.communicate(timeout=600)
+    finally:
+        if command.poll() is None:
+            os.killpg(command.pid, signal.SIGKILL)
+    assert command.returncode == 0, err[-3000:]
+    assert "Traceback" not in err
+    study = optuna.load_study(study_name="restart", storage=url)
+    keys = _planned_keys(weight_decay="0,1e-2", seeds="1", epochs=40)
+    _assert_each_planned_trial_complete_once(study, keys)
 
 
 def test_postgresql_two_machines_share_one_study(postgres_url, tmp_path):

@@ -25,12 +25,15 @@ empty database at once can collide (optuna#1092), so opening is retried.
 """
 
 import collections
+import functools
+import inspect
 import os
 import socket
 import sys
 import threading
 import time
 import warnings
+from types import FunctionType
 
 from keras_decay.experiment.data import ExperimentError
 from keras_decay.experiment.data import import_extra
@@ -54,6 +57,9 @@ GRACE_SECONDS = 20
 # it and recording itself) is an orphan after this long.
 ORPHAN_SECONDS = 120
 _OPEN_ATTEMPTS = 6
+# How long a storage call waits for a database that went away (a server
+# restart) before its error is the command's.
+RECONNECT_SECONDS = 60
 
 
 Taken = collections.namedtuple("Taken", ["trial", "trial_id", "entry"])
@@ -216,8 +222,10 @@ class Engine:
         kwargs = {}
         if self.url.split("+")[0].startswith("postgresql"):
             kwargs = {"connect_args": {"connect_timeout": 5}}
+        # `pool_pre_ping` replaces the connections a server restart broke.
+        kwargs["pool_pre_ping"] = True
         return self._retry(
-            lambda: optuna.storages.RDBStorage(
+            lambda: _reconnecting_storage_class()(
                 self.url,
                 engine_kwargs=kwargs,
                 heartbeat_interval=HEARTBEAT_SECONDS,
@@ -503,6 +511,57 @@ class Engine:
         for trial in self.trials():
             counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
         return counts
+
+
+def _connection_lost(error):
+    """Whether `error` (or what caused it) is a lost or refused database
+    connection: worth waiting for, unlike a wrong query or value."""
+    from sqlalchemy import exc
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (exc.OperationalError, exc.InterfaceError)):
+            return True
+        if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _reconnecting(method, seconds):
+    @functools.wraps(method)
+    def call(*args, **kwargs):
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                return method(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 (SQLAlchemy, Optuna)
+                if time.monotonic() > deadline or not _connection_lost(error):
+                    raise
+                time.sleep(1.0)
+
+    return call
+
+
+_RECONNECTING = []
+
+
+def _reconnecting_storage_class():
+    """Optuna's `RDBStorage` whose every call outlasts a database restart:
+    a call that fails on a lost or refused connection is made again, once a
+    second, for `RECONNECT_SECONDS` (the trial in training goes on; its
+    result is stored when the server is back)."""
+    if not _RECONNECTING:
+        base = _optuna().storages.RDBStorage
+        methods = {
+            name: _reconnecting(getattr(base, name), RECONNECT_SECONDS)
+            for name in dir(base)
+            if not name.startswith("_")
+            and isinstance(inspect.getattr_static(base, name), FunctionType)
+        }
+        _RECONNECTING.append(type("ReconnectingRDBStorage", (base,), methods))
+    return _RECONNECTING[0]
 
 
 def _suggest_enqueued(trial):
