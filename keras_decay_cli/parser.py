@@ -154,6 +154,11 @@ def _run(args):
     except ExperimentError as error:
         print(f"{prefix} {error}", file=sys.stderr)
         return 1
+    except OSError as error:  # a write the experiment did not expect
+        from keras_decay.experiment.engine import write_error
+
+        print(f"{prefix} {write_error(error)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"keras-decay {command}: interrupted", file=sys.stderr)
         return 130

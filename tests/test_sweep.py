@@ -491,6 +491,50 @@ def test_every_worker_dying_is_a_one_line_error_not_success(
     assert "Traceback" not in err
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (root only), nearly filled: `(folder, filler)`."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        filler = folder / "filler"
+        filler.write_bytes(b"\0" * (1024 - 32) * 1024)  # 32 KiB left
+        yield folder, filler
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_full_disk_is_one_line_the_journal_stays_whole_and_rerun_resumes(
+    small_disk,
+):
+    folder, filler = small_disk
+    logdir = folder / "out"
+    argv = [*GRID, "--workers", "1"]
+    done = _sweep(logdir, *argv)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("keras-decay sweep: error:"), last
+    assert "free some space and run the command again, it resumes" in last
+    journal = (logdir / engine_lib.JOURNAL_NAME).read_bytes()
+    assert journal.endswith(b"\n")
+    for line in journal.splitlines():
+        json.loads(line)  # every record whole
+    filler.unlink()
+    done = _sweep(logdir, *argv)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "torn" not in done.stdout + done.stderr
+    keys = _planned_keys(weight_decay="0,1e-2", seeds="1,2")
+    _assert_each_planned_trial_complete_once(_study(_journal(logdir)), keys)
+
+
 def test_worker_killed_mid_trial_then_rerun_completes_without_duplicate(
     tmp_path, capsys
 ):

@@ -81,17 +81,20 @@ def study_settings(config):
 def train(config, plan, storage, study, say):
     """Trains the plan; returns `(results, seconds)` or raises on errors."""
     start = time.perf_counter()
-    engine = pool.execute(
-        storage,
-        study,
-        config.logdir,
-        study_settings(config),
-        plan,
-        workers=config.workers,
-        quiet=config.quiet,
-        say=say,
-    )
-    results, missing, errors = engine.results([t.key for t in plan])
+    try:
+        engine = pool.execute(
+            storage,
+            study,
+            config.logdir,
+            study_settings(config),
+            plan,
+            workers=config.workers,
+            quiet=config.quiet,
+            say=say,
+        )
+        results, missing, errors = engine.results([t.key for t in plan])
+    except OSError as error:  # the journal or the log folder: a full disk
+        raise engine_lib.write_error(error) from None
     seconds = time.perf_counter() - start
     if errors:
         key, message = errors[0]
@@ -127,9 +130,12 @@ def title(config):
 def write_outputs(config, payload, figure, draw, table, say):
     """Writes results.json and the figure; prints the table."""
     results_path = os.path.join(config.logdir, "results.json")
-    report.write_json(results_path, payload)
     figure_path = os.path.join(config.logdir, figure)
-    draw(figure_path)
+    try:
+        report.write_json(results_path, payload)
+        draw(figure_path)
+    except OSError as error:
+        raise engine_lib.write_error(error) from None
     say("")
     say(table)
     say("")

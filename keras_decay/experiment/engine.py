@@ -25,6 +25,7 @@ empty database at once can collide (optuna#1092), so opening is retried.
 """
 
 import collections
+import errno
 import functools
 import inspect
 import os
@@ -208,13 +209,13 @@ class Engine:
         optuna = self.optuna
         if self.url.startswith("journal://"):
             path = self.url[len("journal://") :]
-            from optuna.storages.journal import JournalFileBackend
-
             try:
                 note = repair_journal(path)
                 if note:
                     self.notes.append(note)
-                return optuna.storages.JournalStorage(JournalFileBackend(path))
+                return optuna.storages.JournalStorage(
+                    _whole_records_backend_class()(path)
+                )
             except OSError as error:
                 raise ExperimentError(
                     f"cannot open the journal {path}: {_one_line(error)}"
@@ -511,6 +512,67 @@ class Engine:
         for trial in self.trials():
             counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
         return counts
+
+
+def write_error(error):
+    """An `ExperimentError` for an `OSError` writing the log folder or the
+    journal: one line, and for a full disk what to do."""
+    where = f" {error.filename}" if error.filename else ""
+    reason = error.strerror or _one_line(error)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ExperimentError(
+            f"cannot write{where}: {reason}; the journal keeps every "
+            "complete record: free some space and run the command again, "
+            "it resumes"
+        )
+    return ExperimentError(f"cannot write{where}: {reason}")
+
+
+_WHOLE_RECORDS = []
+
+
+def _whole_records_backend_class():
+    """Optuna's `JournalFileBackend` whose append is all or nothing: a
+    write that fails (a full disk) is cut off again, under the journal's
+    lock, so the file never ends in a torn record; the `OSError` goes on."""
+    if not _WHOLE_RECORDS:
+        from optuna.storages.journal import JournalFileBackend
+        from optuna.storages.journal import JournalFileSymlinkLock
+
+        class WholeRecordsJournalFileBackend(JournalFileBackend):
+            def __init__(self, path):
+                self._records_path = path
+                self._records_lock = JournalFileSymlinkLock(path)
+                super().__init__(path, lock_obj=self._records_lock)
+
+            def append_logs(self, logs):
+                lock = self._records_lock
+                lock.acquire()
+                try:
+                    path = self._records_path
+                    size = os.path.getsize(path)
+                    try:
+                        with open(path, "ab") as file:
+                            file.write(_records(logs))
+                            file.flush()
+                            os.fsync(file.fileno())
+                    except OSError:
+                        with open(path, "r+b") as file:
+                            file.truncate(size)  # needs no free space
+                        raise
+                finally:
+                    lock.release()
+
+        _WHOLE_RECORDS.append(WholeRecordsJournalFileBackend)
+    return _WHOLE_RECORDS[0]
+
+
+def _records(logs):
+    """Optuna's journal lines for `logs` (as `JournalFileBackend` writes)."""
+    import json
+
+    lines = (json.dumps(log, separators=(",", ":")) for log in logs)
+    return ("\n".join(lines) + "\n").encode("utf-8")
 
 
 def _connection_lost(error):

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 
+from keras_decay.experiment import worker
 from keras_decay.experiment.data import ExperimentError
 from keras_decay.experiment.engine import ERROR_ATTEMPTS
 from keras_decay.experiment.engine import Engine
@@ -130,14 +131,18 @@ def execute(storage, study, logdir, settings, plan, *, workers, quiet, say):
         if not waiting:
             break
         if workers == 0:
-            from keras_decay.experiment import worker
-
             say(f"{waiting} trial(s) to train in this process")
             worker.work(engine, logdir, quiet=quiet)
             continue
         count = min(workers, waiting)
         say(f"{waiting} trial(s) to train in {count} worker process(es)")
         codes = run_workers(storage, study, logdir, workers=count, quiet=quiet)
+        if worker.DISK_FULL in codes:
+            raise ExperimentError(
+                f"the disk of {logdir} is full (a worker could not write); "
+                "the journal keeps every complete record: free some space "
+                "and run the command again, it resumes"
+            )
     engine.reap()
     waiting = len(engine.trials((waiting_state,)))
     if waiting and codes and all(code != 0 for code in codes):

@@ -5,14 +5,24 @@
 
 Started by `keras-decay compare` and `keras-decay sweep` (`--workers N`
 starts N; `--workers 0` calls `work` in the command's own process); the
-settings and the plan come from the study. Exit status 0, or 1 when a trial
-failed with an error (the others still ran).
+settings and the plan come from the study. Exit status 0, 1 when a trial
+failed with an error (the others still ran), `DISK_FULL` (75) when the
+journal or the log folder could not be written for want of space.
 """
 
 import argparse
+import errno
 import os
 import signal
 import sys
+
+# The exit status of a worker that stopped on a full disk (EX_TEMPFAIL):
+# the command stops too, instead of starting workers that cannot write.
+DISK_FULL = 75
+
+
+def _disk_full(error):
+    return getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _first_line(error):
@@ -53,10 +63,16 @@ def main(argv=None):
 
     from keras_decay.experiment.data import ExperimentError
     from keras_decay.experiment.engine import Engine
+    from keras_decay.experiment.engine import write_error
 
     try:
         engine = Engine(args.storage, args.study)
         return work(engine, args.logdir, quiet=args.quiet)
+    except OSError as error:  # the journal or the log folder: a full disk
+        print(
+            f"keras-decay worker: error: {write_error(error)}", file=sys.stderr
+        )
+        return DISK_FULL if _disk_full(error) else 1
     except ExperimentError as error:
         print(f"keras-decay worker: error: {error}", file=sys.stderr)
         return 1
@@ -108,6 +124,15 @@ def work(engine, logdir, *, quiet=False):
             engine.fail(taken, "interrupted")
             raise
         except Exception as error:  # noqa: BLE001 (report, go on)
+            if _disk_full(error):
+                # A full disk is not the trial's fault: not stored as an
+                # error (a rerun trains it again; a failed write leaves it
+                # RUNNING for the next run to re-queue).
+                try:
+                    engine.fail(taken, "disk full")
+                except OSError:
+                    pass
+                raise
             engine.fail(taken, "error", error)
             print(
                 f"keras-decay: trial {entry.label} failed: "
