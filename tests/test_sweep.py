@@ -11,6 +11,7 @@ import glob
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -489,6 +490,37 @@ def test_every_worker_dying_is_a_one_line_error_not_success(
     assert "1 trial(s) are still waiting" in last
     assert "running on other workers" not in out + err
     assert "Traceback" not in err
+
+
+def test_each_trial_ends_with_one_line_and_the_study_reads_in_optuna(
+    tmp_path, capsys
+):
+    logdir = tmp_path / "out"
+    status, out, err = _sweep_here(logdir, capsys, *GRID, "--workers", "0")
+    assert status == 0, err[-3000:]
+    lines = [line for line in out.splitlines() if "] done in " in line]
+    assert len(lines) == 4
+    written = json.loads((logdir / "results.json").read_text())
+    for trial in written["trials"]:
+        label = f"[wd {trial['weight_decay']:g} dropout 0 seed {trial['seed']}]"
+        [line] = [line for line in lines if line.startswith(label)]
+        assert (
+            f"val acc {trial['val_accuracy']:.3f} (best "
+            f"{trial['best_val_accuracy']:.3f} at epoch {trial['best_epoch']}"
+            "), 2 epochs" in line
+        )
+    progress = [
+        re.search(r"— (\d)/4 trials complete, \d+ s elapsed", line)
+        for line in lines
+    ]
+    assert [int(m.group(1)) for m in progress] == [1, 2, 3, 4]
+    # Optuna's own tools read the study (what optuna-dashboard opens).
+    study = _study(_journal(logdir))
+    got = sorted(
+        (t.params["weight_decay"], t.params["seed"], t.state.name)
+        for t in study.get_trials()
+    )
+    assert got == [(w, s, "COMPLETE") for w in (0.0, 1e-2) for s in (1, 2)]
 
 
 @pytest.fixture

@@ -506,6 +506,13 @@ class Engine:
             [(k, errors[k]) for k in keys if k in errors and k not in done],
         )
 
+    def progress(self):
+        """`(complete, planned)`: the planned trials complete so far."""
+        state = self.optuna.trial.TrialState
+        keys = {t.key for t in self.plan}
+        done = {t.user_attrs.get("key") for t in self.trials((state.COMPLETE,))}
+        return len(done & keys), len(keys)
+
     def counts(self):
         """`{state name: number of trials}`."""
         counts = {}

@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 
 from keras_decay.experiment import worker
 from keras_decay.experiment.data import ExperimentError
@@ -42,7 +43,7 @@ def _forward(stream):
             sys.stderr.flush()
 
 
-def run_workers(storage, study, logdir, *, workers, quiet):
+def run_workers(storage, study, logdir, *, workers, quiet, started=None):
     """Starts `workers` local worker processes; returns their exit codes."""
     import keras_decay
 
@@ -70,6 +71,8 @@ def run_workers(storage, study, logdir, *, workers, quiet):
         "--logdir",
         logdir,
     ] + (["--quiet"] if quiet else [])
+    if started is not None:
+        command += ["--started", repr(started)]
     processes = [
         subprocess.Popen(
             command, env=env, stderr=subprocess.PIPE, text=True, bufsize=1
@@ -109,6 +112,7 @@ def execute(storage, study, logdir, settings, plan, *, workers, quiet, say):
         ExperimentError: every local worker of the last round ended with an
             error while trials were still waiting.
     """
+    started = time.time()
     engine = Engine(storage, study)
     engine.set_plan(settings, plan)
     for note in engine.notes:
@@ -132,11 +136,13 @@ def execute(storage, study, logdir, settings, plan, *, workers, quiet, say):
             break
         if workers == 0:
             say(f"{waiting} trial(s) to train in this process")
-            worker.work(engine, logdir, quiet=quiet)
+            worker.work(engine, logdir, quiet=quiet, started=started)
             continue
         count = min(workers, waiting)
         say(f"{waiting} trial(s) to train in {count} worker process(es)")
-        codes = run_workers(storage, study, logdir, workers=count, quiet=quiet)
+        codes = run_workers(
+            storage, study, logdir, workers=count, quiet=quiet, started=started
+        )
         if worker.DISK_FULL in codes:
             raise ExperimentError(
                 f"the disk of {logdir} is full (a worker could not write); "

@@ -438,6 +438,7 @@ def train_trial(
         **final,
         best_val_accuracy=h["val_accuracy"][best],
         best_epoch=best + 1,
+        epochs_trained=len(h["val_accuracy"]),
         tau_steps=None if math.isinf(tau) else tau,
         steps_trained=steps_per_epoch * config["epochs"],
         num_train=len(data.x_train),

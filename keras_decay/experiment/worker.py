@@ -15,6 +15,7 @@ import errno
 import os
 import signal
 import sys
+import time
 
 # The exit status of a worker that stopped on a full disk (EX_TEMPFAIL):
 # the command stops too, instead of starting workers that cannot write.
@@ -23,6 +24,11 @@ DISK_FULL = 75
 
 def _disk_full(error):
     return getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _elapsed(seconds):
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f"{minutes}:{seconds:02d}" if minutes else f"{seconds} s"
 
 
 def _first_line(error):
@@ -57,6 +63,7 @@ def main(argv=None):
     parser.add_argument("--study", required=True)
     parser.add_argument("--logdir", required=True)
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--started", type=float, default=None)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -67,7 +74,7 @@ def main(argv=None):
 
     try:
         engine = Engine(args.storage, args.study)
-        return work(engine, args.logdir, quiet=args.quiet)
+        return work(engine, args.logdir, quiet=args.quiet, started=args.started)
     except OSError as error:  # the journal or the log folder: a full disk
         print(
             f"keras-decay worker: error: {write_error(error)}", file=sys.stderr
@@ -80,14 +87,20 @@ def main(argv=None):
         return 130
 
 
-def work(engine, logdir, *, quiet=False):
+def work(engine, logdir, *, quiet=False, started=None):
     """Trains the study's WAITING trials in this process until none is left.
+
+    Each trial ends with one line: its label (λ, dropout, seed), final and
+    best validation accuracy, epochs trained, and the progress of the plan
+    (complete / planned trials, on every worker) with the time since
+    `started` (the command's start, `time.time()`; default: now).
 
     Returns 0, or 1 when a trial failed with an error (the others still ran).
     """
     from keras_decay.experiment import runner
     from keras_decay.experiment.data import ExperimentError
 
+    started = time.time() if started is None else started
     settings, status = engine.settings, 0
     backend = settings.get("backend")
     if backend is not None:
@@ -146,10 +159,14 @@ def work(engine, logdir, *, quiet=False):
             if stop is not None:
                 stop.set()
         engine.finish(taken, result)
+        done, planned = engine.progress()
         say(
             f"done in {result['seconds']:.1f} s: val acc "
-            f"{result['val_accuracy']:.3f}, memorized "
-            f"{result['memorized']:.3f}"
+            f"{result['val_accuracy']:.3f} (best "
+            f"{result['best_val_accuracy']:.3f} at epoch "
+            f"{result['best_epoch']}), {result['epochs_trained']} epochs, "
+            f"memorized {result['memorized']:.3f} — {done}/{planned} "
+            f"trials complete, {_elapsed(time.time() - started)} elapsed"
         )
 
 
