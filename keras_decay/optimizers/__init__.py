@@ -316,6 +316,68 @@ class Lion(DecayGroups, ScheduledHyperparameters, keras.optimizers.Lion):
     _open_below = ("beta_1",)
 
 
+if hasattr(keras.optimizers, "Muon"):  # Keras >= 3.10
+
+    @_register
+    class Muon(DecayGroups, ScheduledHyperparameters, keras.optimizers.Muon):
+        """`keras.optimizers.Muon` with schedulable weight decays.
+
+        Keras' Muon (Jordan et al. 2024, "Muon: An optimizer for hidden
+        layers in neural networks"), with Keras' defaults and arguments.
+        Which variables take which step is Keras' rule
+        (`_should_use_adamw`): the Muon step (momentum, Nesterov by
+        default, then `ns_steps` Newton-Schulz iterations that
+        orthogonalize it, scaled by `rms_rate`) for 2-D variables; the
+        AdamW step (`adam_beta_1`, `adam_beta_2`, learning rate times
+        `adam_lr_ratio`) for every variable that is not 2-D (biases,
+        normalization scales, convolution kernels), for those whose path
+        contains "embedding" (with `exclude_embeddings=True`) and for those
+        matching a pattern of `exclude_layers`.
+
+        The decoupled decay of step `t` comes first, as in Keras:
+        `w = w - c_t * wd_t * w` with `wd_t = weight_decay(t)` for the Muon
+        variables and `adam_weight_decay(t)` for the AdamW ones (both
+        floats or schedules, Keras' default 0.004 each), `c_t` as
+        `weight_decay_mode` says, and the learning rate before
+        `adam_lr_ratio`, as in Keras. With `decay_exclude="auto"` (the
+        default) variables with `ndim <= 1` are not decayed; pass
+        `decay_exclude=None` for Keras' rule.
+
+        For `cautious_weight_decay`, `u` is the orthogonalized (and
+        `rms_rate`-scaled) Muon update of a Muon variable, and the AdamW
+        step `m_hat / (sqrt(v_hat) + epsilon)` of an AdamW variable.
+
+        Args:
+            learning_rate: Float or `LearningRateSchedule`. Defaults to
+                `0.001`.
+            weight_decay: Float >= 0, `LearningRateSchedule` or `None`:
+                the decay of the Muon variables. Defaults to `0.004`.
+            adam_weight_decay: Float >= 0, `LearningRateSchedule` or
+                `None`: the decay of the AdamW variables. Defaults to
+                `0.004`.
+            weight_decay_mode: `"lr"`, `"independent"` or `"corrected"`.
+            cautious_weight_decay: Bool. Defaults to `False`.
+            **kwargs: The other arguments of `keras.optimizers.Muon`.
+
+        Example:
+
+        >>> optimizer = keras_decay.optimizers.Muon(
+        ...     learning_rate=0.02,
+        ...     weight_decay=keras_decay.schedules.LinearRamp(0.0, 0.1, 500),
+        ...     weight_decay_mode="independent",
+        ... )
+        """
+
+        _hyperparameter_names = ("weight_decay", "adam_weight_decay")
+
+        def _weight_decay_name(self, model_variable):
+            if self._should_use_adamw(model_variable):
+                return "adam_weight_decay"
+            return "weight_decay"
+
+    __all__.append("Muon")
+
+
 # Keras class -> ours, most derived first (AdamW subclasses Adam).
 EQUIVALENTS = [
     (keras.optimizers.AdamW, AdamW),
@@ -326,6 +388,8 @@ EQUIVALENTS = [
     (keras.optimizers.RMSprop, RMSprop),
     (keras.optimizers.SGD, SGD),
 ]
+if hasattr(keras.optimizers, "Muon"):
+    EQUIVALENTS.append((keras.optimizers.Muon, Muon))
 
 
 def from_keras(optimizer):
