@@ -13,6 +13,7 @@ and pass a schedule where Keras takes a float.
 | `Nadam`   | `beta_1`, `weight_decay`                      |
 | `Adamax`  | `beta_1`, `weight_decay`                      |
 | `Lion`    | `beta_1`, `weight_decay`                      |
+| `Muon`    | `weight_decay`, `adam_weight_decay` (Keras >= 3.10) |
 
 A schedule is evaluated at the step being taken, exactly as Keras evaluates
 `learning_rate`: `schedule(t)` with `t` the 0-based `optimizer.iterations`
@@ -26,11 +27,33 @@ retrace. Reading `optimizer.momentum` gives the value of the step being
 taken (a variable or a tensor); `optimizer.current_hyperparameters()` gives
 all of them as Python floats.
 
-Weight decay is Keras' decoupled rule, applied before the gradient step:
-`w <- w - lr_t * wd_t * w`, for the variables `exclude_from_weight_decay`
-does not exclude. `SGD` and `RMSprop` always have momentum slots (a
-momentum schedule may start at 0); with momentum 0 their update equals
-Keras' plain update exactly.
+Weight decay is decoupled, applied before the gradient step, for the
+variables `exclude_from_weight_decay` does not exclude:
+`w <- w - c_t * wd_t * mask * w`. `weight_decay_mode` chooses `c_t`
+(`lr_v = lr_t * lr_mult` of the variable, `eta_max` the largest learning
+rate applied so far, this step included: an optimizer variable, saved,
+exposed as `optimizer.max_learning_rate`; a step with `eta_max = 0` does not
+decay):
+
+| `weight_decay_mode` | `c_t`                   | from                         |
+| ------------------- | ----------------------- | ---------------------------- |
+| `"lr"` (default)    | `lr_v`                  | Keras, PyTorch, optax        |
+| `"independent"`     | `lr_v / eta_max`        | Loshchilov & Hutter 2019;    |
+|                     |                         | Wortsman et al. 2023 (arXiv  |
+|                     |                         | 2309.14322)                  |
+| `"corrected"`       | `lr_v * lr_t / eta_max` | AdamC: Defazio 2025 (arXiv   |
+|                     |                         | 2506.02285)                  |
+
+`cautious_weight_decay=True` (Chen et al. 2025, arXiv 2510.12402,
+Algorithm 1) sets `mask = 1[u * w >= 0]`, `u` the step the class subtracts
+(`w <- w - lr_v * u`) before decay, entry by entry: the variable decays only
+where its update pulls it the same way; otherwise `mask = 1`. Each class's
+docstring says what its `u` is. (The sign of `u` is read from the change the
+step made; a change below float resolution reads as `u = 0`: decayed.)
+
+`SGD` and `RMSprop` always have momentum slots (a momentum schedule may
+start at 0); with momentum 0 their update equals Keras' plain update
+exactly.
 
 Everything is saved with the optimizer (`get_config` serializes the
 schedules), so a `.keras` checkpoint taken at any batch resumes exactly.
@@ -78,6 +101,9 @@ class SGD(DecayGroups, ScheduledHyperparameters, keras.optimizers.SGD):
     Momentum slots always exist: `momentum=0.0` gives plain SGD (exactly)
     and a schedule may start at 0.
 
+    `u` of `cautious_weight_decay`: the momentum step, `-velocity / lr_t`
+    (Nesterov: `-(m_t * velocity - lr_t * g) / lr_t`).
+
     Args:
         learning_rate: Float or `LearningRateSchedule`. Defaults to `0.01`.
         momentum: Float in [0, 1] or `LearningRateSchedule`. Defaults to
@@ -85,6 +111,9 @@ class SGD(DecayGroups, ScheduledHyperparameters, keras.optimizers.SGD):
         nesterov: Bool. Defaults to `False`.
         weight_decay: Float >= 0, `LearningRateSchedule` or `None`.
             Defaults to `None`.
+        weight_decay_mode: `"lr"`, `"independent"` or `"corrected"` (see
+            the module docstring). Defaults to `"lr"`.
+        cautious_weight_decay: Bool. Defaults to `False`.
         **kwargs: The other arguments of `keras.optimizers.SGD`.
 
     Example:
@@ -148,12 +177,17 @@ class RMSprop(DecayGroups, ScheduledHyperparameters, keras.optimizers.RMSprop):
 
     Momentum slots always exist (with momentum 0, `w - increment` exactly).
 
+    `u` of `cautious_weight_decay`: its step, momentum included,
+    `mom / lr_t`.
+
     Args:
         learning_rate: Float or `LearningRateSchedule`. Defaults to `0.001`.
         momentum: Float in [0, 1] or `LearningRateSchedule`. Defaults to
             `0.0`.
         weight_decay: Float >= 0, `LearningRateSchedule` or `None`.
             Defaults to `None`.
+        weight_decay_mode: `"lr"`, `"independent"` or `"corrected"`.
+        cautious_weight_decay: Bool. Defaults to `False`.
         **kwargs: The other arguments of `keras.optimizers.RMSprop` (`rho`,
             `epsilon`, `centered`, ...).
 
@@ -224,7 +258,7 @@ class RMSprop(DecayGroups, ScheduledHyperparameters, keras.optimizers.RMSprop):
         self.assign_sub(variable, momentum)
 
 
-def _beta_1_doc(keras_name, formula, extra=""):
+def _beta_1_doc(keras_name, formula, extra="", step="its step"):
     return f"""`keras.optimizers.{keras_name}` with a schedulable `beta_1`, wd.
 
     Keras' update with `beta_1 = beta_1(t)`, the value of the step being
@@ -235,10 +269,15 @@ def _beta_1_doc(keras_name, formula, extra=""):
     {formula}
     ```
     {extra}
+    `u` of `cautious_weight_decay`: {step}.
+
     Args:
         learning_rate: Float or `LearningRateSchedule`.
         beta_1: Float in [0, 1] or `LearningRateSchedule`.
         weight_decay: Float >= 0, `LearningRateSchedule` or `None`.
+        weight_decay_mode: `"lr"`, `"independent"` or `"corrected"` (see
+            `keras_decay.optimizers`). Defaults to `"lr"`.
+        cautious_weight_decay: Bool. Defaults to `False`.
         **kwargs: The other arguments of `keras.optimizers.{keras_name}`.
 
     Example:
@@ -255,6 +294,7 @@ class Adam(DecayGroups, ScheduledHyperparameters, keras.optimizers.Adam):
         "m = m + (g - m) * (1 - beta_1)\n"
         "    w = w - lr_t * sqrt(1 - beta_2 ** (t + 1))"
         " / (1 - beta_1 ** (t + 1)) * m / (sqrt(v) + epsilon)",
+        step="`m_hat / (sqrt(v_hat) + epsilon)`",
     )
     _hyperparameter_names = _BETA_1
 
@@ -265,6 +305,7 @@ class AdamW(DecayGroups, ScheduledHyperparameters, keras.optimizers.AdamW):
         "AdamW",
         "w = w - lr_t * wd_t * w\n    (then Adam's update)",
         "`weight_decay` defaults to `0.004` and may not be `None`.\n",
+        step="`m_hat / (sqrt(v_hat) + epsilon)`",
     )
     _hyperparameter_names = _BETA_1
 
@@ -274,6 +315,7 @@ class Nadam(DecayGroups, ScheduledHyperparameters, keras.optimizers.Nadam):
     __doc__ = _beta_1_doc(
         "Nadam",
         "u_t = beta_1 * (1 - 0.5 * 0.96 ** (t + 1))  # Keras' Nadam",
+        step="its Nesterov step (the update divided by `lr_t`)",
     )
     _hyperparameter_names = _BETA_1
 
@@ -300,6 +342,7 @@ class Adamax(DecayGroups, ScheduledHyperparameters, keras.optimizers.Adamax):
         "Adamax",
         "m = m + (g - m) * (1 - beta_1)\n"
         "    w = w - lr_t * m / ((1 - beta_1 ** (t + 1)) * (u + epsilon))",
+        step="`m_hat / (u + epsilon)`",
     )
     _hyperparameter_names = _BETA_1
 
@@ -311,6 +354,7 @@ class Lion(DecayGroups, ScheduledHyperparameters, keras.optimizers.Lion):
         "w = w - lr_t * sign(beta_1 * m + (1 - beta_1) * g)\n"
         "    m = beta_2 * m + (1 - beta_2) * g",
         "A float `beta_1` must lie in (0, 1] (Keras' check).\n",
+        step="the sign step `sign(beta_1 * m + (1 - beta_1) * g)`",
     )
     _hyperparameter_names = _BETA_1
     _open_below = ("beta_1",)
