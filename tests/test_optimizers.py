@@ -150,7 +150,11 @@ KERAS_EQUIVALENTS = [
     ("Nadam", {"beta_1": 0.8}),
     ("Adamax", {"beta_1": 0.8}),
     ("Lion", {"beta_1": 0.8}),
-]
+] + (
+    [("Muon", {"weight_decay": 0.01, "adam_weight_decay": 0.02})]
+    if hasattr(keras.optimizers, "Muon")  # Keras >= 3.10
+    else []
+)
 
 
 @pytest.mark.parametrize("name, kwargs", KERAS_EQUIVALENTS)
@@ -166,6 +170,7 @@ def test_float_hyperparameters_train_as_keras(name, kwargs):
     config = ours.optimizer.get_config()
     groups = {"decay_exclude": None, "decay_mult": None, "lr_mult": None}
     groups["decay_groups"] = config["decay_groups"]
+    groups |= {"weight_decay_mode": "lr", "cautious_weight_decay": False}
     assert config == theirs.optimizer.get_config() | groups | {
         "name": config["name"]
     }
