@@ -261,30 +261,29 @@ def _adam_decay_first(lr_np, decay_factor, wd, initial):
     return ref.train(update, initial, STEPS)
 
 
-def test_corrected_equals_timm_rule():
-    # timm AdamW(corrected_weight_decay=True): wd scale lr_t ** 2 / lr_max,
-    # lr_max the constructor's rate; equal to eta_max for a schedule that
-    # starts at its peak.
-    lr = schedules.ExponentialDecay(LR0, 5, 0.5)
-    lr_np = lambda t: LR0 * 0.5 ** (t / 5)  # noqa: E731
-    model = _model(_optimizer("AdamW", lr, "corrected", False))
-    initial = model.get_weights()
-    _fit(model)
-    timm = lambda t: lr_np(t) ** 2 / LR0  # noqa: E731
-    _check(model, _adam_decay_first(lr_np, timm, WD["corrected"], initial))
+# The rules of other libraries, for a schedule that starts at its peak
+# (their lr_max is the constructor's rate, eta_0 = eta_max here):
+# timm AdamW(corrected_weight_decay=True) scales the decay by
+# lr_t ** 2 / lr_max; Composer's DecoupledAdamW by lr_t / initial_lr and
+# optimi by lr_t / max_lr.
+LIBRARY_RULES = {
+    "corrected": lambda lr_t: lr_t**2 / LR0,  # timm
+    "independent": lambda lr_t: lr_t / LR0,  # Composer, optimi
+}
 
 
-def test_independent_equals_composer_and_optimi_rule():
-    # Composer DecoupledAdamW: decay_factor = lr_t / initial_lr; optimi:
-    # lr_t / max_lr (the constructor's rate): eta_max = eta_0 here.
+@pytest.mark.parametrize("mode", sorted(LIBRARY_RULES))
+def test_mode_equals_the_library_rule(mode):
     lr = schedules.ExponentialDecay(LR0, 5, 0.5)
     lr_np = lambda t: LR0 * 0.5 ** (t / 5)  # noqa: E731
-    model = _model(_optimizer("AdamW", lr, "independent", False))
+    model = _model(_optimizer("AdamW", lr, mode, False))
     initial = model.get_weights()
     _fit(model)
-    composer = lambda t: lr_np(t) / LR0  # noqa: E731
-    wd = WD["independent"]
-    _check(model, _adam_decay_first(lr_np, composer, wd, initial))
+    rule = LIBRARY_RULES[mode]
+    expected = _adam_decay_first(
+        lr_np, lambda t: rule(lr_np(t)), WD[mode], initial
+    )
+    _check(model, expected)
 
 
 def _apply(optimizer, variable, gradients):
