@@ -15,6 +15,11 @@ inputs, MSE, batches of 4 in order. Tolerance for float32 training against
 float64: rtol 1e-5, atol 1e-6.
 """
 
+import json
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -55,11 +60,11 @@ def _schedule(kind):
     return schedules.Warmup(decay, 5), _warmup_decay_np
 
 
-def _model(optimizer):
+def _model(optimizer, **compile_kwargs):
     keras.utils.set_random_seed(0)
     inputs = keras.Input((3,))
     model = keras.Model(inputs, keras.layers.Dense(2, name="dense")(inputs))
-    model.compile(optimizer, "mse")
+    model.compile(optimizer, "mse", **compile_kwargs)
     return model
 
 
@@ -438,3 +443,106 @@ def test_bad_mode_and_cautious_arguments(name):
     )
     with pytest.raises(TypeError, match=r"cautious_weight_decay='yes'"):
         cls(cautious_weight_decay="yes")
+
+
+ON_TORCH = keras.backend.backend() == "torch"
+
+
+@pytest.mark.skipif(
+    ON_TORCH,
+    reason="Keras refuses steps_per_execution > 1 and XLA on PyTorch",
+)
+@pytest.mark.parametrize(
+    "name, mode, cautious",
+    [("AdamW", "corrected", True), ("SGD", "independent", False)],
+)
+def test_jit_compile_and_steps_per_execution_match_numpy(name, mode, cautious):
+    lr, lr_np = _schedule("warmup_decay")
+    model = _model(
+        _optimizer(name, lr, mode, cautious),
+        jit_compile=True,
+        steps_per_execution=3,
+    )
+    initial = model.get_weights()
+    _fit(model)
+    _check(model, _reference(name, lr_np, mode, cautious, initial))
+
+
+def test_loss_scale_optimizer_mixed_precision():
+    keras.config.set_dtype_policy("mixed_float16")
+    lr, lr_np = _schedule("warmup_decay")
+    optimizer = keras.optimizers.LossScaleOptimizer(
+        _optimizer("AdamW", lr, "independent", True), initial_scale=4.0
+    )
+    model = _model(optimizer)
+    initial = model.get_weights()
+    _fit(model)
+    assert int(model.optimizer.iterations) == STEPS
+    expected = _reference("AdamW", lr_np, "independent", True, initial)
+    # float16 forward pass: compared with float64 at rtol 2e-3.
+    for got, want in zip(model.get_weights(), expected):
+        np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3)
+    peak = max(_warmup_decay_np(t) for t in range(STEPS))
+    inner = model.optimizer.inner_optimizer
+    np.testing.assert_allclose(float(inner.max_learning_rate), peak, 1e-6)
+
+
+MIRRORED_SCRIPT = """
+import json, os
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from tests import test_optimizer_modes as t
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+lr, lr_np = t._schedule("warmup_decay")
+with strategy.scope():
+    model = t._model(t._optimizer("SGD", lr, "corrected", True))
+initial = model.get_weights()
+t._fit(model)
+want = t._reference("SGD", lr_np, "corrected", True, initial)
+print(json.dumps({
+    "replicas": strategy.num_replicas_in_sync,
+    "got": [w.tolist() for w in model.get_weights()],
+    "want": [w.tolist() for w in want],
+}))
+"""
+
+
+@pytest.mark.tensorflow_only
+def test_mirrored_strategy_matches_numpy():
+    # In a process of its own, as in tests/test_optimizers.py.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, KERAS_BACKEND="tensorflow", PYTHONPATH=root),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == 2
+    for got, want in zip(result["got"], result["want"]):
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.jax_only
+def test_jax_data_parallel_matches_numpy():
+    import jax
+
+    assert len(jax.devices()) == 2
+    keras.distribution.set_distribution(
+        keras.distribution.DataParallel(devices=jax.devices())
+    )
+    lr, lr_np = _schedule("warmup_decay")
+    try:
+        model = _model(_optimizer("Adam", lr, "independent", True))
+        initial = model.get_weights()
+        _fit(model)
+    finally:
+        keras.distribution.set_distribution(None)
+    _check(model, _reference("Adam", lr_np, "independent", True, initial))
