@@ -15,10 +15,15 @@ optimizer keeps as Python floats (`momentum`, `beta_1`, `weight_decay`):
 - `weight_decay=None` means no decay, as in Keras.
 
 Decoupled weight decay is applied per variable at the start of its update,
-`w <- w - lr_t * mult * wd_t * w` with `mult = _decay_multiplier(w)` (0 for
+`w <- w - c_t * mult * wd_t * w` with `mult = _decay_multiplier(w)` (0 for
 the variables `exclude_from_weight_decay` excludes), and the learning rate
-of the variable's update is `lr_t * _lr_multiplier(w)`, both Python floats
-resolved when the update is traced.
+of the variable's update is `lr_v = lr_t * _lr_multiplier(w)`, both Python
+floats resolved when the update is traced. `c_t` is `lr_v` in
+`weight_decay_mode="lr"` (Keras' rule, the default), `lr_v / eta_max` in
+`"independent"`, `lr_v * lr_t / eta_max` in `"corrected"` (`eta_max`: the
+largest `lr_t` so far, an optimizer variable updated once per step). With
+`cautious_weight_decay=True` the decay is applied after the class's step,
+from the weight before it, where the step and the weight agree in sign.
 
 Each class lists the attributes it schedules in `_hyperparameter_names`;
 the Keras update reads them through properties that return the resolved
@@ -299,8 +304,9 @@ class ScheduledHyperparameters:
         ):
             # eta_max of the "independent" and "corrected" modes: the
             # largest learning rate applied so far (saved, so that a
-            # checkpoint resumes exactly). Made in "lr" mode only if asked:
-            # the variables of today's optimizers stay as they were.
+            # checkpoint resumes exactly). Not made in "lr" mode: the
+            # variables of today's optimizers, and their files, stay as
+            # they were.
             vars(self)["_max_learning_rate"] = self.add_variable(
                 shape=(),
                 initializer="zeros",
@@ -368,9 +374,10 @@ class ScheduledHyperparameters:
             )
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        # Once per step, before the per-variable updates (as Keras' Nadam
-        # updates its `u_product`); each update also takes the maximum
-        # itself, so the order of the two does not matter.
+        # Once per applied step, before the per-variable updates (as Keras'
+        # Nadam updates its `u_product`; a Keras internal, noted in
+        # `_keras_compat`); each update also takes the
+        # maximum itself, so the order of the two does not matter.
         self._update_max_learning_rate(learning_rate)
         super()._backend_update_step(grads, trainable_variables, learning_rate)
 
