@@ -450,8 +450,9 @@ def from_keras(optimizer):
 
     Args:
         optimizer: One of Keras' built-in `SGD`, `RMSprop`, `Adam`, `AdamW`,
-            `Nadam`, `Adamax` or `Lion` (not a subclass: its own code would
-            be lost), or a `keras_decay.optimizers` one (copied the same way).
+            `Nadam`, `Adamax`, `Lion` or (Keras >= 3.10) `Muon` (not a
+            subclass: its own code would be lost), or a
+            `keras_decay.optimizers` one (copied the same way).
 
     Returns:
         The new optimizer.
