@@ -546,3 +546,15 @@ def test_jax_data_parallel_matches_numpy():
     finally:
         keras.distribution.set_distribution(None)
     _check(model, _reference("Adam", lr_np, "independent", True, initial))
+
+
+@pytest.mark.skipif(not HAS_MUON, reason="keras.optimizers.Muon: Keras 3.10+")
+def test_from_keras_converts_muon():
+    theirs = keras.optimizers.Muon(0.01, weight_decay=0.02, momentum=0.9)
+    ours = optimizers.from_keras(theirs)
+    assert type(ours) is optimizers.Muon
+    config = ours.get_config()
+    assert config["decay_exclude"] is None
+    for key, value in theirs.get_config().items():
+        if key != "name":
+            assert config[key] == value, key
