@@ -571,7 +571,7 @@ SPECS = {
                         cautious_weight_decay=True,
                     ),
                     [
-                        ("adam_weight_decay", -1.0, ValueError),
+                        ("weight_decay", -1.0, ValueError),
                         ("weight_decay_mode", "lr_max", ValueError),
                     ],
                 )

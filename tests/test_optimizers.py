@@ -6,6 +6,7 @@ test: a Dense(2) on 3 inputs, MSE, batches of 4 in order. Tolerance for
 float32 training against float64: rtol 1e-5, atol 1e-6 unless stated.
 """
 
+import inspect
 import json
 import os
 import subprocess
@@ -152,7 +153,10 @@ KERAS_EQUIVALENTS = [
     ("Lion", {"beta_1": 0.8}),
 ] + (
     [("Muon", {"weight_decay": 0.01, "adam_weight_decay": 0.02})]
-    if hasattr(keras.optimizers, "Muon")  # Keras >= 3.10
+    # Keras' Muon with `adam_weight_decay` (not Keras 3.10's first one).
+    if hasattr(keras.optimizers, "Muon")
+    and "adam_weight_decay"
+    in inspect.signature(keras.optimizers.Muon.__init__).parameters
     else []
 )
 

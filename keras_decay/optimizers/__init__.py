@@ -59,6 +59,8 @@ Everything is saved with the optimizer (`get_config` serializes the
 schedules), so a `.keras` checkpoint taken at any batch resumes exactly.
 """
 
+import inspect
+
 import keras
 from keras import ops
 
@@ -361,6 +363,9 @@ class Lion(DecayGroups, ScheduledHyperparameters, keras.optimizers.Lion):
 
 
 if hasattr(keras.optimizers, "Muon"):  # Keras >= 3.10
+    _MUON_HAS_ADAM_DECAY = "adam_weight_decay" in (
+        inspect.signature(keras.optimizers.Muon.__init__).parameters
+    )
 
     @_register
     class Muon(DecayGroups, ScheduledHyperparameters, keras.optimizers.Muon):
@@ -381,7 +386,8 @@ if hasattr(keras.optimizers, "Muon"):  # Keras >= 3.10
         The decoupled decay of step `t` comes first, as in Keras:
         `w = w - c_t * wd_t * w` with `wd_t = weight_decay(t)` for the Muon
         variables and `adam_weight_decay(t)` for the AdamW ones (both
-        floats or schedules, Keras' default 0.004 each), `c_t` as
+        floats or schedules, Keras' defaults; Keras' first Muon, 3.10, has
+        no `adam_weight_decay`: `weight_decay` for all), `c_t` as
         `weight_decay_mode` says, and the learning rate before
         `adam_lr_ratio`, as in Keras. With `decay_exclude="auto"` (the
         default) variables with `ndim <= 1` are not decayed; pass
@@ -412,10 +418,14 @@ if hasattr(keras.optimizers, "Muon"):  # Keras >= 3.10
         ... )
         """
 
-        _hyperparameter_names = ("weight_decay", "adam_weight_decay")
+        # Keras' first Muon (3.10) has no `adam_weight_decay`: its
+        # `weight_decay` decays every variable.
+        _hyperparameter_names = ("weight_decay",) + (
+            ("adam_weight_decay",) if _MUON_HAS_ADAM_DECAY else ()
+        )
 
         def _weight_decay_name(self, model_variable):
-            if self._should_use_adamw(model_variable):
+            if _MUON_HAS_ADAM_DECAY and self._should_use_adamw(model_variable):
                 return "adam_weight_decay"
             return "weight_decay"
 
