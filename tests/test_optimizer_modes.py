@@ -16,10 +16,6 @@ float64: rtol 1e-5, atol 1e-6.
 """
 
 import inspect
-import json
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -28,6 +24,7 @@ import pytest
 from keras_decay import optimizers
 from keras_decay import schedules
 from tests import _numpy_reference as ref
+from tests import _platform
 
 # Also run by the minimum-versions leg of .ci/run (oldest TensorFlow, Keras).
 pytestmark = pytest.mark.min_versions
@@ -493,7 +490,7 @@ def test_loss_scale_optimizer_mixed_precision():
 
 
 MIRRORED_SCRIPT = """
-import json, os
+import os
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
@@ -501,6 +498,7 @@ tf.config.set_logical_device_configuration(
     cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
 from tests import test_optimizer_modes as t
+from tests import _platform
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 lr, lr_np = t._schedule("warmup_decay")
 with strategy.scope():
@@ -508,31 +506,13 @@ with strategy.scope():
 initial = model.get_weights()
 t._fit(model)
 want = t._reference("SGD", lr_np, "corrected", True, initial)
-print(json.dumps({
-    "replicas": strategy.num_replicas_in_sync,
-    "got": [w.tolist() for w in model.get_weights()],
-    "want": [w.tolist() for w in want],
-}))
+_platform.print_mirrored_result(strategy, model, want)
 """
 
 
 @pytest.mark.tensorflow_only
 def test_mirrored_strategy_matches_numpy():
-    # In a process of its own, as in tests/test_optimizers.py.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run(
-        [sys.executable, "-c", MIRRORED_SCRIPT],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, KERAS_BACKEND="tensorflow", PYTHONPATH=root),
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["replicas"] == 2
-    for got, want in zip(result["got"], result["want"]):
-        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+    _platform.check_mirrored(MIRRORED_SCRIPT, RTOL, ATOL)
 
 
 @pytest.mark.jax_only

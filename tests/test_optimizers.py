@@ -7,10 +7,6 @@ float32 training against float64: rtol 1e-5, atol 1e-6 unless stated.
 """
 
 import inspect
-import json
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -19,6 +15,7 @@ import pytest
 from keras_decay import optimizers
 from keras_decay import schedules
 from tests import _numpy_reference as ref
+from tests import _platform
 
 # Also run by the minimum-versions leg of .ci/run (oldest TensorFlow, Keras).
 pytestmark = pytest.mark.min_versions
@@ -273,7 +270,7 @@ def test_mixed_precision_loss_scale_optimizer():
 
 
 MIRRORED_SCRIPT = """
-import json, os
+import os
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
@@ -283,6 +280,7 @@ import keras
 import numpy as np
 from keras_decay import optimizers, schedules
 from tests import _numpy_reference as ref
+from tests import _platform
 ramp = schedules.LinearRamp(0.0, 0.9, 5)
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 with strategy.scope():
@@ -296,33 +294,13 @@ ramp_np = ref.linear_ramp(0.0, 0.9, 5)
 want = ref.train(
     ref.sgd(ref.constant(0.1), ramp_np, wd=ramp_np, decayed=(True, False)),
     initial, 6)
-print(json.dumps({
-    "replicas": strategy.num_replicas_in_sync,
-    "got": [w.tolist() for w in model.get_weights()],
-    "want": [w.tolist() for w in want],
-}))
+_platform.print_mirrored_result(strategy, model, want)
 """
 
 
 @pytest.mark.tensorflow_only
 def test_mirrored_strategy_matches_numpy():
-    # In a process of its own: a second MirroredStrategy in the test
-    # process (tests/test_distribution.py makes one) fails in Keras 3.15's
-    # collective ops.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run(
-        [sys.executable, "-c", MIRRORED_SCRIPT],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, KERAS_BACKEND="tensorflow", PYTHONPATH=root),
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["replicas"] == 2
-    for got, want in zip(result["got"], result["want"]):
-        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+    _platform.check_mirrored(MIRRORED_SCRIPT, RTOL, ATOL)
 
 
 @pytest.mark.jax_only
