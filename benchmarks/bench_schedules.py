@@ -16,30 +16,16 @@ its own process, one after the other:
     python benchmarks/bench_schedules.py --backends tensorflow,jax --rounds 5
 """
 
-import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _backend_from_argv():
-    # The backend must be chosen before Keras is imported.
-    if "--backend" in sys.argv:
-        os.environ["KERAS_BACKEND"] = sys.argv[sys.argv.index("--backend") + 1]
-
-
-_backend_from_argv()
-
+import _per_backend  # noqa: E402  (first: it chooses the backend)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-
-sys.path.insert(0, ROOT)
 
 from keras_decay import optimizers  # noqa: E402
 from keras_decay.schedules import ExponentialDecay  # noqa: E402
@@ -116,25 +102,10 @@ def run(name, x, y, args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser = _per_backend.parser(__doc__, rounds=5)
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--width", type=int, default=256)
-    parser.add_argument("--jit-compile", action="store_true")
-    parser.add_argument(
-        "--backends",
-        default="tensorflow,jax",
-        help="comma-separated; each runs in its own process",
-    )
-    parser.add_argument("--backend", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.backend is None:
-        for backend in args.backends.split(","):
-            command = [sys.executable, __file__, *sys.argv[1:]]
-            subprocess.run([*command, "--backend", backend], check=True)
-            print()
+    if _per_backend.dispatch(args, __file__):
         return
     rng = np.random.RandomState(0)
     x = rng.randn(args.steps * args.batch_size, 64).astype("float32")

@@ -114,6 +114,15 @@ def dense_store(store, *names):
     return {key: store[key] for key in keys}
 
 
+# Overridden, not called (so it cannot live here): Keras 3.3–3.15
+# `BaseOptimizer._backend_update_step(grads, variables, learning_rate)`
+# (private) runs once per applied step (not for an accumulation micro-step,
+# nor a step a LossScaleOptimizer skips), before the per-variable
+# `update_step`s; Keras' own Nadam overrides it to update its `u_product`.
+# `ScheduledHyperparameters` and its Nadam override it likewise to update
+# `max_learning_rate` (tests/test_optimizer_modes.py checks its value).
+
+
 def schedule_step(optimizer):
     """The step Keras evaluates the learning-rate schedule at (a variable).
 

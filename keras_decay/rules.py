@@ -20,14 +20,17 @@ with weight-decay regularizers).
 """
 
 import keras
+from keras import ops
 
 from keras_decay._validation import check_bool
+from keras_decay._validation import check_choice
 from keras_decay._validation import check_float
 from keras_decay._validation import check_optional
 from keras_decay._validation import check_positive_float
 from keras_decay._validation import check_positive_int
 from keras_decay._validation import fail
 from keras_decay.optimizers import current_hyperparameters
+from keras_decay.optimizers._scheduled import WEIGHT_DECAY_MODES
 from keras_decay.regularizers import ElasticDecay
 from keras_decay.regularizers import L1Decay
 from keras_decay.regularizers import WeightDecay
@@ -59,7 +62,55 @@ def _rate_factor(momentum, decoupled):
     return 1.0 if decoupled else 1.0 - momentum
 
 
-def timescale(learning_rate, weight_decay, *, momentum=0.0, decoupled=True):
+def _decay_coefficient(learning_rate, mode, max_learning_rate, decoupled):
+    """`c` of the decoupled decay `w <- w - c * wd * w` (module docstring).
+
+    `"lr"`: `lr`; `"independent"`: `lr / lr_max`; `"corrected"`:
+    `lr ** 2 / lr_max` (the `weight_decay_mode`s of
+    `keras_decay.optimizers`).
+    """
+    mode = check_choice(mode, "weight_decay_mode", WEIGHT_DECAY_MODES)
+    max_learning_rate = check_optional(
+        check_positive_float, max_learning_rate, "max_learning_rate"
+    )
+    if mode == "lr":
+        if max_learning_rate is not None:
+            fail(
+                ValueError,
+                "max_learning_rate",
+                'None for weight_decay_mode="lr"',
+                max_learning_rate,
+            )
+        return learning_rate
+    if not decoupled:
+        fail(
+            ValueError,
+            "weight_decay_mode",
+            '"lr" for coupled decay (decoupled=False)',
+            mode,
+        )
+    if max_learning_rate is None or max_learning_rate < learning_rate:
+        fail(
+            ValueError,
+            "max_learning_rate",
+            f"the largest learning rate so far (a float >= learning_rate="
+            f"{learning_rate!r}) for weight_decay_mode={mode!r}",
+            max_learning_rate,
+        )
+    if mode == "independent":
+        return learning_rate / max_learning_rate
+    return learning_rate * learning_rate / max_learning_rate
+
+
+def timescale(
+    learning_rate,
+    weight_decay,
+    *,
+    momentum=0.0,
+    decoupled=True,
+    weight_decay_mode="lr",
+    max_learning_rate=None,
+):
     """The number of steps over which weight decay forgets.
 
     Computed as:
@@ -67,6 +118,11 @@ def timescale(learning_rate, weight_decay, *, momentum=0.0, decoupled=True):
     `tau = (1 - momentum) / (learning_rate * weight_decay)` for coupled L2
     (`WeightDecay(weight_decay)`, gradient `weight_decay * w`) under SGD
     with momentum, whose effective step is `learning_rate / (1 - momentum)`.
+    With the `weight_decay_mode` of `keras_decay.optimizers` (decoupled
+    only), `tau = 1 / (c * weight_decay)` with `c = learning_rate`
+    (`"lr"`), `learning_rate / max_learning_rate` (`"independent"`, Wortsman
+    et al. 2023, arXiv 2309.14322) or `learning_rate ** 2 /
+    max_learning_rate` (`"corrected"`, Defazio 2025, arXiv 2506.02285).
 
     After `tau` steps without gradient, a decayed weight has shrunk by
     `(1 - 1 / tau) ** tau ≈ exp(-1)`. Decoupled decay (`AdamW`,
@@ -84,6 +140,11 @@ def timescale(learning_rate, weight_decay, *, momentum=0.0, decoupled=True):
             Defaults to 0.
         decoupled: Bool. Whether the decay is decoupled from the gradient.
             Defaults to `True`.
+        weight_decay_mode: `"lr"`, `"independent"` or `"corrected"`.
+            Defaults to `"lr"`.
+        max_learning_rate: Float >= `learning_rate`: the largest learning
+            rate so far (the schedule's peak, once reached). Required for
+            `"independent"` and `"corrected"`, refused for `"lr"`.
 
     Returns:
         `tau`, a float, in steps.
@@ -94,10 +155,17 @@ def timescale(learning_rate, weight_decay, *, momentum=0.0, decoupled=True):
     10000.0
     >>> timescale(0.1, 5e-4, momentum=0.5, decoupled=False)  # SGD + L2
     10000.0
+    >>> timescale(5e-4, 1e-4, weight_decay_mode="independent",
+    ...           max_learning_rate=1e-3)  # half-way down the schedule
+    20000.0
     """
     learning_rate = check_positive_float(learning_rate, "learning_rate")
     weight_decay = check_positive_float(weight_decay, "weight_decay")
-    return _rate_factor(momentum, decoupled) / (learning_rate * weight_decay)
+    factor = _rate_factor(momentum, decoupled)
+    c = _decay_coefficient(
+        learning_rate, weight_decay_mode, max_learning_rate, decoupled
+    )
+    return factor / (c * weight_decay)
 
 
 def weight_decay_for_timescale(
@@ -211,7 +279,12 @@ def optimizer_timescale(optimizer, model=None, step=None):
     `keras_decay.optimizers.current_hyperparameters` (the one reader of a
     step's hyperparameters). A `LossScaleOptimizer` is looked through.
     Per-group multipliers (`decay_mult`, `lr_mult`) are not applied: `tau`
-    is that of a variable with multipliers 1.
+    is that of a variable with multipliers 1. For a `keras_decay`
+    optimizer with `weight_decay_mode="independent"` or `"corrected"`, the
+    decoupled part is `c * wd` with `c = lr / lr_max` or `lr ** 2 / lr_max`,
+    `lr_max` the larger of the optimizer's `max_learning_rate` so far and
+    `lr` (see `timescale`). With `cautious_weight_decay`, `tau` is that of
+    an entry that decays (the others do not).
 
     Args:
         optimizer: A Keras optimizer.
@@ -238,16 +311,32 @@ def optimizer_timescale(optimizer, model=None, step=None):
         fail(TypeError, "model", "a keras.Model or None", model)
     current = current_hyperparameters(optimizer, step)
     learning_rate = current["learning_rate"]
-    rate = current.get("weight_decay") or 0.0
+    if learning_rate <= 0.0:
+        return None
+    # c / lr of the decoupled decay: exactly 1.0 in "lr" mode.
+    ratio = _decoupled_coefficient(optimizer, learning_rate) / learning_rate
+    rate = (current.get("weight_decay") or 0.0) * ratio
     if model is not None and isinstance(optimizer, keras.optimizers.SGD):
         l2 = max(
             (_l2_coefficient(v.regularizer) for v in model.trainable_variables),
             default=0.0,
         )
         rate += l2 / (1.0 - (current.get("momentum") or 0.0))
-    if rate <= 0.0 or learning_rate <= 0.0:
+    if rate <= 0.0:
         return None
     return 1.0 / (learning_rate * rate)
+
+
+def _decoupled_coefficient(optimizer, learning_rate):
+    """`c` of the optimizer's decoupled decay at `learning_rate`."""
+    mode = getattr(optimizer, "weight_decay_mode", "lr")
+    if mode == "lr":
+        return learning_rate
+    variable = optimizer.max_learning_rate
+    seen = 0.0 if variable is None else float(ops.convert_to_numpy(variable))
+    return _decay_coefficient(
+        learning_rate, mode, max(seen, learning_rate), True
+    )
 
 
 def _l2_coefficient(regularizer):

@@ -35,3 +35,44 @@ def channels_first_param():
             "(oneDNN is enabled on Intel only)",
         ),
     )
+
+
+def print_mirrored_result(strategy, model, want):
+    """The last line of a `check_mirrored` script: what it compares."""
+    import json
+
+    got = [w.tolist() for w in model.get_weights()]
+    replicas = strategy.num_replicas_in_sync
+    want = [w.tolist() for w in want]
+    print(json.dumps({"replicas": replicas, "got": got, "want": want}))
+
+
+def check_mirrored(script, rtol, atol):
+    """Runs a MirroredStrategy `script` in a process of its own.
+
+    A second MirroredStrategy in the test process (tests/test_distribution.py
+    makes one) fails in Keras 3.15's collective ops. The script ends with
+    `print_mirrored_result`; its weights must equal the NumPy ones it
+    computed, on 2 replicas.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, KERAS_BACKEND="tensorflow", PYTHONPATH=root),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == 2
+    for got, want in zip(result["got"], result["want"]):
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)

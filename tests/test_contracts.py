@@ -560,6 +560,25 @@ SPECS = {
                 [("beta_1", True, TypeError)],
             ),
         ]
+        + (
+            [
+                (
+                    "Muon",
+                    lambda: optimizers.Muon(
+                        1e-3,
+                        weight_decay=schedules.LinearRamp(0.0, 0.1, 6),
+                        weight_decay_mode="corrected",
+                        cautious_weight_decay=True,
+                    ),
+                    [
+                        ("weight_decay", -1.0, ValueError),
+                        ("weight_decay_mode", "lr_max", ValueError),
+                    ],
+                )
+            ]
+            if hasattr(optimizers, "Muon")  # Keras >= 3.10
+            else []
+        )
     },
 }
 

@@ -112,3 +112,79 @@ def test_table_of_values():
 def test_bad_arguments(args, kwargs, error, message):
     with pytest.raises(error, match=message + "$"):
         convert(*args, **kwargs)
+
+
+# Decoupled conventions: equal when the optimizers decay alike.
+
+
+def _decayed(mode, weight_decay, steps=6):
+    """A weight after `steps` zero-gradient SGD steps (only decay moves it)."""
+    from keras_decay import optimizers
+    from keras_decay import schedules
+
+    lr = schedules.ExponentialDecay(1e-3, 2, 0.5)  # starts at its peak
+    w = keras.Variable(np.full((3,), 2.0, "float32"))
+    optimizer = optimizers.SGD(
+        lr,
+        weight_decay=weight_decay,
+        weight_decay_mode=mode,
+        decay_exclude=None,
+    )
+    for _ in range(steps):
+        optimizer.apply([keras.ops.zeros((3,))], [w])
+    return keras.ops.convert_to_numpy(w)
+
+
+def test_independent_and_lr_decay_alike():
+    wd_lr = convert(1e-4, "independent", "lr", max_learning_rate=1e-3)
+    np.testing.assert_allclose(wd_lr, 0.1, rtol=1e-15)
+    independent = _decayed("independent", 0.5)
+    lr = _decayed(
+        "lr", convert(0.5, "independent", "lr", max_learning_rate=1e-3)
+    )
+    np.testing.assert_allclose(independent, lr, rtol=1e-6)
+    # NumPy: prod(1 - lr_t / 1e-3 * 0.5), lr_t = 1e-3 * 0.5 ** (t / 2).
+    factors = [1 - 0.5 ** (t / 2) * 0.5 for t in range(6)]
+    np.testing.assert_allclose(independent, 2.0 * np.prod(factors), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "source, target", [("lr", "independent"), ("independent", "lr")]
+)
+def test_decoupled_round_trip_is_identity(source, target):
+    there = convert(0.3, source, target, max_learning_rate=0.02)
+    back = convert(there, target, source, max_learning_rate=0.02)
+    np.testing.assert_allclose(back, 0.3, rtol=1e-15)
+    assert convert(0.3, "corrected", "corrected") == 0.3
+
+
+@pytest.mark.parametrize(
+    "source, target, kwargs, received",
+    [
+        ("corrected", "lr", {"max_learning_rate": 1e-3}, "target='lr'"),
+        ("lr", "corrected", {"max_learning_rate": 1e-3}, "source='lr'"),
+        ("lr", "keras_l2", {}, "target='keras_l2'"),
+        ("lr", "independent", {}, "max_learning_rate=None"),
+        (
+            "keras_l2",
+            "weight_decay",
+            {"max_learning_rate": 1e-3},
+            "max_learning_rate=0.001",
+        ),
+        (
+            "lr",
+            "independent",
+            {"max_learning_rate": 0.0},
+            "max_learning_rate=0.0",
+        ),
+        (
+            "lr",
+            "independent",
+            {"max_learning_rate": 1e-3, "num_examples": 10},
+            "num_examples=10",
+        ),
+    ],
+)
+def test_bad_decoupled_arguments(source, target, kwargs, received):
+    with pytest.raises(ValueError, match=f"Received: {received}$"):
+        convert(0.1, source, target, **kwargs)

@@ -286,6 +286,8 @@ def test_from_keras_keeps_the_configuration_and_the_training(make):
     config = converted.get_config()
     assert config.pop("decay_exclude") is None  # Keras' rule
     assert config.pop("decay_mult") is None and config.pop("lr_mult") is None
+    assert config.pop("weight_decay_mode") == "lr"  # Keras' rule
+    assert config.pop("cautious_weight_decay") is False
     assert config == stock.get_config()
     keras_model, model = _model(make()), _model(converted)
     _fit(keras_model, epochs=3)

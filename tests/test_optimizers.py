@@ -6,10 +6,7 @@ test: a Dense(2) on 3 inputs, MSE, batches of 4 in order. Tolerance for
 float32 training against float64: rtol 1e-5, atol 1e-6 unless stated.
 """
 
-import json
-import os
-import subprocess
-import sys
+import inspect
 
 import keras
 import numpy as np
@@ -18,6 +15,7 @@ import pytest
 from keras_decay import optimizers
 from keras_decay import schedules
 from tests import _numpy_reference as ref
+from tests import _platform
 
 # Also run by the minimum-versions leg of .ci/run (oldest TensorFlow, Keras).
 pytestmark = pytest.mark.min_versions
@@ -150,7 +148,14 @@ KERAS_EQUIVALENTS = [
     ("Nadam", {"beta_1": 0.8}),
     ("Adamax", {"beta_1": 0.8}),
     ("Lion", {"beta_1": 0.8}),
-]
+] + (
+    [("Muon", {"weight_decay": 0.01, "adam_weight_decay": 0.02})]
+    # Keras' Muon with `adam_weight_decay` (not Keras 3.10's first one).
+    if hasattr(keras.optimizers, "Muon")
+    and "adam_weight_decay"
+    in inspect.signature(keras.optimizers.Muon.__init__).parameters
+    else []
+)
 
 
 @pytest.mark.parametrize("name, kwargs", KERAS_EQUIVALENTS)
@@ -166,6 +171,7 @@ def test_float_hyperparameters_train_as_keras(name, kwargs):
     config = ours.optimizer.get_config()
     groups = {"decay_exclude": None, "decay_mult": None, "lr_mult": None}
     groups["decay_groups"] = config["decay_groups"]
+    groups |= {"weight_decay_mode": "lr", "cautious_weight_decay": False}
     assert config == theirs.optimizer.get_config() | groups | {
         "name": config["name"]
     }
@@ -264,7 +270,7 @@ def test_mixed_precision_loss_scale_optimizer():
 
 
 MIRRORED_SCRIPT = """
-import json, os
+import os
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
@@ -274,6 +280,7 @@ import keras
 import numpy as np
 from keras_decay import optimizers, schedules
 from tests import _numpy_reference as ref
+from tests import _platform
 ramp = schedules.LinearRamp(0.0, 0.9, 5)
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 with strategy.scope():
@@ -287,33 +294,13 @@ ramp_np = ref.linear_ramp(0.0, 0.9, 5)
 want = ref.train(
     ref.sgd(ref.constant(0.1), ramp_np, wd=ramp_np, decayed=(True, False)),
     initial, 6)
-print(json.dumps({
-    "replicas": strategy.num_replicas_in_sync,
-    "got": [w.tolist() for w in model.get_weights()],
-    "want": [w.tolist() for w in want],
-}))
+_platform.print_mirrored_result(strategy, model, want)
 """
 
 
 @pytest.mark.tensorflow_only
 def test_mirrored_strategy_matches_numpy():
-    # In a process of its own: a second MirroredStrategy in the test
-    # process (tests/test_distribution.py makes one) fails in Keras 3.15's
-    # collective ops.
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run(
-        [sys.executable, "-c", MIRRORED_SCRIPT],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, KERAS_BACKEND="tensorflow", PYTHONPATH=root),
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["replicas"] == 2
-    for got, want in zip(result["got"], result["want"]):
-        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+    _platform.check_mirrored(MIRRORED_SCRIPT, RTOL, ATOL)
 
 
 @pytest.mark.jax_only

@@ -336,3 +336,70 @@ def test_optimizer_timescale_of_keras_decay_optimizers_with_schedules():
     np.testing.assert_allclose(
         optimizer_timescale(sgd, model), (1 - 0.4) / (0.1 * 1e-3), rtol=1e-6
     )
+
+
+@pytest.mark.parametrize(
+    "mode, coefficient",
+    [("independent", 0.4 / 0.8), ("corrected", 0.4 * 0.4 / 0.8)],
+)
+def test_timescale_of_each_mode_forgets_by_one_over_e(mode, coefficient):
+    # lr 0.4 half-way down from a peak of 0.8: c = lr / lr_max or
+    # lr ** 2 / lr_max, tau = 1 / (c * wd).
+    tau = timescale(0.4, 2e-3, weight_decay_mode=mode, max_learning_rate=0.8)
+    assert tau == pytest.approx(1.0 / (coefficient * 2e-3), rel=1e-12)
+    w = 1.0
+    for _ in range(round(tau)):
+        w -= coefficient * 2e-3 * w
+    np.testing.assert_allclose(w, math.exp(-1.0), rtol=1e-3)
+
+
+@pytest.mark.parametrize("mode", ["lr", "independent", "corrected"])
+def test_optimizer_timescale_of_each_mode_equals_one_step(mode):
+    from keras_decay import optimizers
+    from keras_decay import schedules
+
+    lr = schedules.ExponentialDecay(0.01, 2, 0.5)
+    opt = optimizers.AdamW(
+        lr, weight_decay=0.2, weight_decay_mode=mode, decay_exclude=None
+    )
+    w = keras.Variable(np.full((2, 2), 3.0, "float32"))
+    for _ in range(3):
+        before = float(keras.ops.convert_to_numpy(w)[0, 0])
+        tau = optimizer_timescale(opt)  # of the step about to be taken
+        opt.apply([keras.ops.zeros((2, 2))], [w])
+        after = float(keras.ops.convert_to_numpy(w)[0, 0])
+        np.testing.assert_allclose(1.0 / tau, 1.0 - after / before, rtol=1e-4)
+    # Step 3: lr_t = 0.01 * 0.5 ** 1.5, lr_max = 0.01.
+    lr_t = 0.01 * 0.5**1.5
+    c = {"lr": lr_t, "independent": lr_t / 0.01, "corrected": lr_t**2 / 0.01}
+    np.testing.assert_allclose(
+        optimizer_timescale(opt), 1.0 / (c[mode] * 0.2), rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            {"weight_decay_mode": "independent"},
+            "Received: max_learning_rate=None",
+        ),
+        (
+            {"weight_decay_mode": "corrected", "max_learning_rate": 1e-4},
+            "Received: max_learning_rate=0.0001",
+        ),
+        ({"max_learning_rate": 1e-2}, "Received: max_learning_rate=0.01"),
+        (
+            {
+                "weight_decay_mode": "independent",
+                "max_learning_rate": 1e-2,
+                "decoupled": False,
+            },
+            "Received: weight_decay_mode='independent'",
+        ),
+        ({"weight_decay_mode": "fully"}, "Received: weight_decay_mode='fully'"),
+    ],
+)
+def test_timescale_bad_mode_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message + "$"):
+        timescale(1e-3, 0.1, **kwargs)

@@ -13,6 +13,7 @@ and pass a schedule where Keras takes a float.
 | `Nadam`   | `beta_1`, `weight_decay`                      |
 | `Adamax`  | `beta_1`, `weight_decay`                      |
 | `Lion`    | `beta_1`, `weight_decay`                      |
+| `Muon`    | `weight_decay`, `adam_weight_decay` (Keras >= 3.10) |
 
 A schedule is evaluated at the step being taken, exactly as Keras evaluates
 `learning_rate`: `schedule(t)` with `t` the 0-based `optimizer.iterations`
@@ -26,15 +27,39 @@ retrace. Reading `optimizer.momentum` gives the value of the step being
 taken (a variable or a tensor); `optimizer.current_hyperparameters()` gives
 all of them as Python floats.
 
-Weight decay is Keras' decoupled rule, applied before the gradient step:
-`w <- w - lr_t * wd_t * w`, for the variables `exclude_from_weight_decay`
-does not exclude. `SGD` and `RMSprop` always have momentum slots (a
-momentum schedule may start at 0); with momentum 0 their update equals
-Keras' plain update exactly.
+Weight decay is decoupled, applied before the gradient step, for the
+variables `exclude_from_weight_decay` does not exclude:
+`w <- w - c_t * wd_t * mask * w`. `weight_decay_mode` chooses `c_t`
+(`lr_v = lr_t * lr_mult` of the variable, `eta_max` the largest learning
+rate applied so far, this step included: an optimizer variable, saved,
+exposed as `optimizer.max_learning_rate`; a step with `eta_max = 0` does not
+decay):
+
+| `weight_decay_mode` | `c_t`                   | from                         |
+| ------------------- | ----------------------- | ---------------------------- |
+| `"lr"` (default)    | `lr_v`                  | Keras, PyTorch, optax        |
+| `"independent"`     | `lr_v / eta_max`        | Loshchilov & Hutter 2019;    |
+|                     |                         | Wortsman et al. 2023 (arXiv  |
+|                     |                         | 2309.14322)                  |
+| `"corrected"`       | `lr_v * lr_t / eta_max` | AdamC: Defazio 2025 (arXiv   |
+|                     |                         | 2506.02285)                  |
+
+`cautious_weight_decay=True` (Chen et al. 2025, arXiv 2510.12402,
+Algorithm 1) sets `mask = 1[u * w >= 0]`, `u` the step the class subtracts
+(`w <- w - lr_v * u`) before decay, entry by entry: the variable decays only
+where its update pulls it the same way; otherwise `mask = 1`. Each class's
+docstring says what its `u` is. (The sign of `u` is read from the change the
+step made; a change below float resolution reads as `u = 0`: decayed.)
+
+`SGD` and `RMSprop` always have momentum slots (a momentum schedule may
+start at 0); with momentum 0 their update equals Keras' plain update
+exactly.
 
 Everything is saved with the optimizer (`get_config` serializes the
 schedules), so a `.keras` checkpoint taken at any batch resumes exactly.
 """
+
+import inspect
 
 import keras
 from keras import ops
@@ -78,6 +103,9 @@ class SGD(DecayGroups, ScheduledHyperparameters, keras.optimizers.SGD):
     Momentum slots always exist: `momentum=0.0` gives plain SGD (exactly)
     and a schedule may start at 0.
 
+    `u` of `cautious_weight_decay`: the momentum step, `-velocity / lr_t`
+    (Nesterov: `-(m_t * velocity - lr_t * g) / lr_t`).
+
     Args:
         learning_rate: Float or `LearningRateSchedule`. Defaults to `0.01`.
         momentum: Float in [0, 1] or `LearningRateSchedule`. Defaults to
@@ -85,6 +113,9 @@ class SGD(DecayGroups, ScheduledHyperparameters, keras.optimizers.SGD):
         nesterov: Bool. Defaults to `False`.
         weight_decay: Float >= 0, `LearningRateSchedule` or `None`.
             Defaults to `None`.
+        weight_decay_mode: `"lr"`, `"independent"` or `"corrected"` (see
+            the module docstring). Defaults to `"lr"`.
+        cautious_weight_decay: Bool. Defaults to `False`.
         **kwargs: The other arguments of `keras.optimizers.SGD`.
 
     Example:
@@ -148,12 +179,17 @@ class RMSprop(DecayGroups, ScheduledHyperparameters, keras.optimizers.RMSprop):
 
     Momentum slots always exist (with momentum 0, `w - increment` exactly).
 
+    `u` of `cautious_weight_decay`: its step, momentum included,
+    `mom / lr_t`.
+
     Args:
         learning_rate: Float or `LearningRateSchedule`. Defaults to `0.001`.
         momentum: Float in [0, 1] or `LearningRateSchedule`. Defaults to
             `0.0`.
         weight_decay: Float >= 0, `LearningRateSchedule` or `None`.
             Defaults to `None`.
+        weight_decay_mode: `"lr"`, `"independent"` or `"corrected"`.
+        cautious_weight_decay: Bool. Defaults to `False`.
         **kwargs: The other arguments of `keras.optimizers.RMSprop` (`rho`,
             `epsilon`, `centered`, ...).
 
@@ -224,7 +260,7 @@ class RMSprop(DecayGroups, ScheduledHyperparameters, keras.optimizers.RMSprop):
         self.assign_sub(variable, momentum)
 
 
-def _beta_1_doc(keras_name, formula, extra=""):
+def _beta_1_doc(keras_name, formula, extra="", step="its step"):
     return f"""`keras.optimizers.{keras_name}` with a schedulable `beta_1`, wd.
 
     Keras' update with `beta_1 = beta_1(t)`, the value of the step being
@@ -235,10 +271,15 @@ def _beta_1_doc(keras_name, formula, extra=""):
     {formula}
     ```
     {extra}
+    `u` of `cautious_weight_decay`: {step}.
+
     Args:
         learning_rate: Float or `LearningRateSchedule`.
         beta_1: Float in [0, 1] or `LearningRateSchedule`.
         weight_decay: Float >= 0, `LearningRateSchedule` or `None`.
+        weight_decay_mode: `"lr"`, `"independent"` or `"corrected"` (see
+            `keras_decay.optimizers`). Defaults to `"lr"`.
+        cautious_weight_decay: Bool. Defaults to `False`.
         **kwargs: The other arguments of `keras.optimizers.{keras_name}`.
 
     Example:
@@ -255,6 +296,7 @@ class Adam(DecayGroups, ScheduledHyperparameters, keras.optimizers.Adam):
         "m = m + (g - m) * (1 - beta_1)\n"
         "    w = w - lr_t * sqrt(1 - beta_2 ** (t + 1))"
         " / (1 - beta_1 ** (t + 1)) * m / (sqrt(v) + epsilon)",
+        step="`m_hat / (sqrt(v_hat) + epsilon)`",
     )
     _hyperparameter_names = _BETA_1
 
@@ -265,6 +307,7 @@ class AdamW(DecayGroups, ScheduledHyperparameters, keras.optimizers.AdamW):
         "AdamW",
         "w = w - lr_t * wd_t * w\n    (then Adam's update)",
         "`weight_decay` defaults to `0.004` and may not be `None`.\n",
+        step="`m_hat / (sqrt(v_hat) + epsilon)`",
     )
     _hyperparameter_names = _BETA_1
 
@@ -274,12 +317,14 @@ class Nadam(DecayGroups, ScheduledHyperparameters, keras.optimizers.Nadam):
     __doc__ = _beta_1_doc(
         "Nadam",
         "u_t = beta_1 * (1 - 0.5 * 0.96 ** (t + 1))  # Keras' Nadam",
+        step="its Nesterov step (the update divided by `lr_t`)",
     )
     _hyperparameter_names = _BETA_1
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         # Keras' Nadam, with `beta_1` cast to the product's dtype (Keras
         # multiplies a bfloat16 variable by the Python float).
+        self._update_max_learning_rate(learning_rate)
         dtype = self._u_product.dtype
         step = ops.cast(self.iterations + 1, dtype)
         self.assign(
@@ -299,6 +344,7 @@ class Adamax(DecayGroups, ScheduledHyperparameters, keras.optimizers.Adamax):
         "Adamax",
         "m = m + (g - m) * (1 - beta_1)\n"
         "    w = w - lr_t * m / ((1 - beta_1 ** (t + 1)) * (u + epsilon))",
+        step="`m_hat / (u + epsilon)`",
     )
     _hyperparameter_names = _BETA_1
 
@@ -310,9 +356,80 @@ class Lion(DecayGroups, ScheduledHyperparameters, keras.optimizers.Lion):
         "w = w - lr_t * sign(beta_1 * m + (1 - beta_1) * g)\n"
         "    m = beta_2 * m + (1 - beta_2) * g",
         "A float `beta_1` must lie in (0, 1] (Keras' check).\n",
+        step="the sign step `sign(beta_1 * m + (1 - beta_1) * g)`",
     )
     _hyperparameter_names = _BETA_1
     _open_below = ("beta_1",)
+
+
+if hasattr(keras.optimizers, "Muon"):  # Keras >= 3.10
+    _MUON_HAS_ADAM_DECAY = "adam_weight_decay" in (
+        inspect.signature(keras.optimizers.Muon.__init__).parameters
+    )
+
+    @_register
+    class Muon(DecayGroups, ScheduledHyperparameters, keras.optimizers.Muon):
+        """`keras.optimizers.Muon` with schedulable weight decays.
+
+        Keras' Muon (Jordan et al. 2024, "Muon: An optimizer for hidden
+        layers in neural networks"), with Keras' defaults and arguments.
+        Which variables take which step is Keras' rule
+        (`_should_use_adamw`): the Muon step (momentum, Nesterov by
+        default, then `ns_steps` Newton-Schulz iterations that
+        orthogonalize it, scaled by `rms_rate`) for 2-D variables; the
+        AdamW step (`adam_beta_1`, `adam_beta_2`, learning rate times
+        `adam_lr_ratio`) for every variable that is not 2-D (biases,
+        normalization scales, convolution kernels), for those whose path
+        contains "embedding" (with `exclude_embeddings=True`) and for those
+        matching a pattern of `exclude_layers`.
+
+        The decoupled decay of step `t` comes first, as in Keras:
+        `w = w - c_t * wd_t * w` with `wd_t = weight_decay(t)` for the Muon
+        variables and `adam_weight_decay(t)` for the AdamW ones (both
+        floats or schedules, Keras' defaults; Keras' first Muon, 3.10, has
+        no `adam_weight_decay`: `weight_decay` for all), `c_t` as
+        `weight_decay_mode` says, and the learning rate before
+        `adam_lr_ratio`, as in Keras. With `decay_exclude="auto"` (the
+        default) variables with `ndim <= 1` are not decayed; pass
+        `decay_exclude=None` for Keras' rule.
+
+        For `cautious_weight_decay`, `u` is the orthogonalized (and
+        `rms_rate`-scaled) Muon update of a Muon variable, and the AdamW
+        step `m_hat / (sqrt(v_hat) + epsilon)` of an AdamW variable.
+
+        Args:
+            learning_rate: Float or `LearningRateSchedule`. Defaults to
+                `0.001`.
+            weight_decay: Float >= 0, `LearningRateSchedule` or `None`:
+                the decay of the Muon variables. Defaults to `0.004`.
+            adam_weight_decay: Float >= 0, `LearningRateSchedule` or
+                `None`: the decay of the AdamW variables. Defaults to
+                `0.004`.
+            weight_decay_mode: `"lr"`, `"independent"` or `"corrected"`.
+            cautious_weight_decay: Bool. Defaults to `False`.
+            **kwargs: The other arguments of `keras.optimizers.Muon`.
+
+        Example:
+
+        >>> optimizer = keras_decay.optimizers.Muon(
+        ...     learning_rate=0.02,
+        ...     weight_decay=keras_decay.schedules.LinearRamp(0.0, 0.1, 500),
+        ...     weight_decay_mode="independent",
+        ... )
+        """
+
+        # Keras' first Muon (3.10) has no `adam_weight_decay`: its
+        # `weight_decay` decays every variable.
+        _hyperparameter_names = ("weight_decay",) + (
+            ("adam_weight_decay",) if _MUON_HAS_ADAM_DECAY else ()
+        )
+
+        def _weight_decay_name(self, model_variable):
+            if _MUON_HAS_ADAM_DECAY and self._should_use_adamw(model_variable):
+                return "adam_weight_decay"
+            return "weight_decay"
+
+    __all__.append("Muon")
 
 
 # Keras class -> ours, most derived first (AdamW subclasses Adam).
@@ -325,6 +442,8 @@ EQUIVALENTS = [
     (keras.optimizers.RMSprop, RMSprop),
     (keras.optimizers.SGD, SGD),
 ]
+if hasattr(keras.optimizers, "Muon"):
+    EQUIVALENTS.append((keras.optimizers.Muon, Muon))
 
 
 def from_keras(optimizer):
@@ -341,8 +460,9 @@ def from_keras(optimizer):
 
     Args:
         optimizer: One of Keras' built-in `SGD`, `RMSprop`, `Adam`, `AdamW`,
-            `Nadam`, `Adamax` or `Lion` (not a subclass: its own code would
-            be lost), or a `keras_decay.optimizers` one (copied the same way).
+            `Nadam`, `Adamax`, `Lion` or (Keras >= 3.10) `Muon` (not a
+            subclass: its own code would be lost), or a
+            `keras_decay.optimizers` one (copied the same way).
 
     Returns:
         The new optimizer.

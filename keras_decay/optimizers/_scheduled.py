@@ -15,10 +15,15 @@ optimizer keeps as Python floats (`momentum`, `beta_1`, `weight_decay`):
 - `weight_decay=None` means no decay, as in Keras.
 
 Decoupled weight decay is applied per variable at the start of its update,
-`w <- w - lr_t * mult * wd_t * w` with `mult = _decay_multiplier(w)` (0 for
+`w <- w - c_t * mult * wd_t * w` with `mult = _decay_multiplier(w)` (0 for
 the variables `exclude_from_weight_decay` excludes), and the learning rate
-of the variable's update is `lr_t * _lr_multiplier(w)`, both Python floats
-resolved when the update is traced.
+of the variable's update is `lr_v = lr_t * _lr_multiplier(w)`, both Python
+floats resolved when the update is traced. `c_t` is `lr_v` in
+`weight_decay_mode="lr"` (Keras' rule, the default), `lr_v / eta_max` in
+`"independent"`, `lr_v * lr_t / eta_max` in `"corrected"` (`eta_max`: the
+largest `lr_t` so far, an optimizer variable updated once per step). With
+`cautious_weight_decay=True` the decay is applied after the class's step,
+from the weight before it, where the step and the weight agree in sign.
 
 Each class lists the attributes it schedules in `_hyperparameter_names`;
 the Keras update reads them through properties that return the resolved
@@ -37,8 +42,17 @@ import numpy as np
 from keras import ops
 
 from keras_decay import _keras_compat
+from keras_decay._validation import check_bool
+from keras_decay._validation import check_choice
 
-__all__ = ["ScheduledHyperparameters", "current_hyperparameters"]
+__all__ = [
+    "WEIGHT_DECAY_MODES",
+    "ScheduledHyperparameters",
+    "current_hyperparameters",
+]
+
+# The coefficient `c_t` of the decoupled decay `w <- w - c_t * wd_t * w`.
+WEIGHT_DECAY_MODES = ("lr", "independent", "corrected")
 
 _Schedule = keras.optimizers.schedules.LearningRateSchedule
 
@@ -47,7 +61,9 @@ _RANGES = {
     "momentum": (0.0, 1.0),
     "beta_1": (0.0, 1.0),
     "weight_decay": (0.0, None),
+    "adam_weight_decay": (0.0, None),  # Muon's decay of its AdamW variables
 }
+_DECAYS = ("weight_decay", "adam_weight_decay")
 
 
 def _range_text(name, open_below=False):
@@ -66,13 +82,13 @@ def check_hyperparameter(name, value, open_below=False):
     """
     if isinstance(value, _Schedule):
         return value
-    if value is None and name == "weight_decay":
+    if value is None and name in _DECAYS:
         return None
     expected = (
         f"a float {_range_text(name, open_below)} or a "
         "keras.optimizers.schedules.LearningRateSchedule"
     )
-    if name == "weight_decay":
+    if name in _DECAYS:
         expected += " or None"
     if not isinstance(value, numbers.Real) or isinstance(value, bool):
         raise TypeError(
@@ -155,7 +171,19 @@ class ScheduledHyperparameters:
         for name in cls.__dict__.get("_hyperparameter_names", ()):
             setattr(cls, name, _make_property(name))
 
-    def __init__(self, *args, **kwargs):
+    def __init__(
+        self,
+        *args,
+        weight_decay_mode="lr",
+        cautious_weight_decay=False,
+        **kwargs,
+    ):
+        weight_decay_mode = check_choice(
+            weight_decay_mode, "weight_decay_mode", WEIGHT_DECAY_MODES
+        )
+        cautious_weight_decay = check_bool(
+            cautious_weight_decay, "cautious_weight_decay"
+        )
         keras_class = self._keras_class()
         signature = inspect.signature(keras_class.__init__)
         bound = signature.bind(self, *args, **kwargs)
@@ -171,6 +199,9 @@ class ScheduledHyperparameters:
                 bound.arguments[name] = value
         super().__init__(*bound.args[1:], **bound.kwargs)
         vars(self)["_hyperparameters"].update(schedules)
+        vars(self)["_weight_decay_mode"] = weight_decay_mode
+        vars(self)["_cautious_weight_decay"] = cautious_weight_decay
+        vars(self)["_max_learning_rate"] = None
         # Set by `from_config`: hyperparameters whose variable the saved
         # optimizer had under a schedule.
         vars(self)["_variables_under_schedule"] = ()
@@ -267,6 +298,22 @@ class ScheduledHyperparameters:
                     values[name] = variable
                 else:
                     held[name] = variable
+        if (
+            self._weight_decay_mode != "lr"
+            and vars(self)["_max_learning_rate"] is None
+        ):
+            # eta_max of the "independent" and "corrected" modes: the
+            # largest learning rate applied so far (saved, so that a
+            # checkpoint resumes exactly). Not made in "lr" mode: the
+            # variables of today's optimizers, and their files, stay as
+            # they were.
+            vars(self)["_max_learning_rate"] = self.add_variable(
+                shape=(),
+                initializer="zeros",
+                dtype=keras.config.floatx(),
+                aggregation="only_first_replica",
+                name="max_learning_rate",
+            )
 
     def _add_slots(self, variables):
         """Creates slots the Keras class makes only for some values."""
@@ -300,34 +347,118 @@ class ScheduledHyperparameters:
         # (distributed) per-variable update as the gradient step.
         return
 
+    @property
+    def weight_decay_mode(self):
+        """`"lr"`, `"independent"` or `"corrected"` (see the module doc)."""
+        return self._weight_decay_mode
+
+    @property
+    def cautious_weight_decay(self):
+        """Whether decay applies only where the update agrees in sign."""
+        return self._cautious_weight_decay
+
+    @property
+    def max_learning_rate(self):
+        """eta_max: the largest learning rate applied so far (a variable).
+
+        None in `weight_decay_mode="lr"` (not needed) or before the build.
+        """
+        return vars(self).get("_max_learning_rate")
+
+    def _update_max_learning_rate(self, learning_rate):
+        variable = vars(self).get("_max_learning_rate")
+        if variable is not None:
+            self.assign(
+                variable,
+                ops.maximum(variable, ops.cast(learning_rate, variable.dtype)),
+            )
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        # Once per applied step, before the per-variable updates (as Keras'
+        # Nadam updates its `u_product`; a Keras internal, noted in
+        # `_keras_compat`); each update also takes the
+        # maximum itself, so the order of the two does not matter.
+        self._update_max_learning_rate(learning_rate)
+        super()._backend_update_step(grads, trainable_variables, learning_rate)
+
     def update_step(self, gradient, variable, learning_rate):
         # The hooks see the `keras.Variable` (with `.path`) on every
         # backend; the update works on what Keras passes.
         model_variable = _keras_compat.model_variable(self, variable)
+        base_learning_rate = learning_rate
         lr_multiplier = self._lr_multiplier(model_variable)
         if lr_multiplier != 1.0:
             learning_rate = ops.multiply(learning_rate, lr_multiplier)
-        self._decay(variable, learning_rate, model_variable)
-        self._update(gradient, variable, learning_rate)
+        rate = self._decay_rate(
+            variable, learning_rate, base_learning_rate, model_variable
+        )
+        if rate is None:
+            self._update(gradient, variable, learning_rate)
+        elif not self._cautious_weight_decay:
+            wd, coefficient = rate
+            self.assign(variable, variable - variable * wd * coefficient)
+            self._update(gradient, variable, learning_rate)
+        else:
+            # u is the step the class subtracts (`w <- w - lr_v * u`); its
+            # sign is that of `before - after` (rounding keeps the sign;
+            # a change below float resolution reads as u = 0: decayed).
+            wd, coefficient = rate
+            before = ops.copy(variable)
+            self._update(gradient, variable, learning_rate)
+            step = ops.subtract(before, variable)
+            keep = ops.cast(
+                ops.greater_equal(ops.multiply(step, before), 0),
+                variable.dtype,
+            )
+            self.assign_sub(variable, before * keep * (wd * coefficient))
 
     def _update(self, gradient, variable, learning_rate):
         """The Keras class's update (reads the resolved hyperparameters)."""
         super().update_step(gradient, variable, learning_rate)
 
-    def _decay(self, variable, learning_rate, model_variable):
-        if vars(self)["_hyperparameters"].get("weight_decay") is None:
-            return
+    def _weight_decay_name(self, model_variable):
+        """The hyperparameter that decays `model_variable`."""
+        return "weight_decay"
+
+    def _decay_rate(
+        self, variable, learning_rate, base_learning_rate, model_variable
+    ):
+        """`(wd, c)` of `w <- w - wd * c * w` (tensors), None: no decay.
+
+        `wd = weight_decay(t) * decay_mult`; `c` is `lr_v` ("lr"),
+        `lr_v / eta_max` ("independent") or `lr_v * lr_t / eta_max`
+        ("corrected"), with `lr_v = lr_t * lr_mult` and `eta_max` the
+        largest base learning rate applied so far, this step included
+        (0 when `eta_max` is 0).
+        """
+        name = self._weight_decay_name(model_variable)
+        if vars(self)["_hyperparameters"].get(name) is None:
+            return None
         multiplier = self._decay_multiplier(model_variable)
         if multiplier == 0.0:
-            return
+            return None
         lr = ops.cast(learning_rate, variable.dtype)
-        wd = ops.cast(self._resolve("weight_decay"), variable.dtype)
+        wd = ops.cast(self._resolve(name), variable.dtype)
         if multiplier != 1.0:
             wd = wd * multiplier
-        self.assign(variable, variable - variable * wd * lr)
+        mode = self._weight_decay_mode
+        if mode == "lr":
+            return wd, lr
+        base = ops.cast(base_learning_rate, variable.dtype)
+        eta_max = ops.maximum(
+            ops.cast(vars(self)["_max_learning_rate"], variable.dtype), base
+        )
+        positive = ops.greater(eta_max, 0)
+        # Where eta_max is 0, so is every learning rate: no decay.
+        divisor = ops.where(positive, eta_max, ops.ones_like(eta_max))
+        if mode == "independent":
+            return wd, lr / divisor
+        return wd, lr * (base / divisor)
 
     def get_config(self):
         config = super().get_config()
+        config["weight_decay_mode"] = self._weight_decay_mode
+        config["cautious_weight_decay"] = self._cautious_weight_decay
         for name in self._hyperparameter_names:
             value = vars(self)["_hyperparameters"].get(name)
             if isinstance(value, _Schedule):
@@ -390,9 +521,9 @@ class ScheduledHyperparameters:
 def _placeholder(signature, name):
     """A valid float for Keras' own checks while a schedule is passed."""
     default = signature.parameters[name].default
-    if isinstance(default, float) and name != "weight_decay":
+    if isinstance(default, float) and name not in _DECAYS:
         return default
-    return 0.0 if name == "weight_decay" else 0.9
+    return 0.0 if name in _DECAYS else 0.9
 
 
 def _learning_rate_at(optimizer, step):
