@@ -4,6 +4,7 @@ Every logged number is read back from the event files and compared with a
 NumPy computation on the weights captured at the moment of the log.
 """
 
+import errno
 import glob
 import json
 import os
@@ -353,6 +354,42 @@ def test_nonfinite_without_stop_continues(tmp_path):
     assert model.layers[0].bias.path in logger.nonfinite_variables
 
 
+def test_nonfinite_variable_has_every_statistic_nan(tmp_path):
+    # A 1000 x 5 kernel (reduced by the backend's kernel) holds a NaN, a
+    # 5-entry bias (reduced on the host) only an Inf: on every backend every
+    # statistic of both says NaN, the counts are exact, the rest is finite.
+    model = make_model(d=1000)
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    kernel, bias = model.layers[0].kernel, model.layers[0].bias
+    logger = WeightNormLogger(
+        tmp_path, norms=("l2", "l1", "max"), stop_on_nonfinite=False
+    )
+    logger.set_model(model)
+    logger.on_train_begin()
+    value = _numpy(kernel, np.float32)
+    value[3, 2] = np.nan
+    kernel.assign(value)
+    bias.assign(np.array([1.0, -np.inf, 0.0, np.inf, 2.0], "float32"))
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        logger.on_epoch_end(0)
+    logger.on_train_end()
+    events = read_events(tmp_path)
+    columns = ["weight_norm", "weight_l1", "weight_max"]
+    columns += ["update_ratio", "sparsity"]
+    for variable, count in [(kernel, 1.0), (bias, 2.0)]:
+        for column in columns:
+            [(step, got)] = scalars(events, f"{column}/{variable.path}")
+            assert step == 0 and np.isnan(got), (column, variable.path, got)
+        assert scalars(events, f"nonfinite/{variable.path}") == [(0, count)]
+    assert np.isnan(scalars(events, "weight_norm/global")[0][1])
+    w = _numpy(model.layers[1].kernel)
+    [(_, got)] = scalars(events, f"weight_max/{model.layers[1].kernel.path}")
+    np.testing.assert_allclose(got, np.max(np.abs(w)), rtol=RTOL)
+    assert sorted(logger.nonfinite_variables) == sorted(
+        [kernel.path, bias.path]
+    )
+
+
 def test_unwritable_log_dir_fails_before_training(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
@@ -635,16 +672,40 @@ def test_write_failure_warns_once_and_logging_resumes(tmp_path):
     assert _numpy(model.optimizer.iterations, int) == 6
 
 
-def test_disk_full_warns_once_and_training_goes_on(tmp_path, monkeypatch):
-    if not os.path.exists("/dev/full"):
+class _FullDiskFile:
+    """A real file on disk whose writes fail as on a full disk."""
+
+    def __init__(self, path):
+        self.file = open(path, "wb")
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    flush = write
+
+    def close(self):
+        self.file.close()
+
+
+# "dev_full": the file is /dev/full; "file_on_disk": the event file is
+# created, as on a real full disk, and each write to it fails.
+@pytest.mark.parametrize("where", ["dev_full", "file_on_disk"])
+def test_disk_full_warns_once_and_training_goes_on(
+    tmp_path, monkeypatch, where
+):
+    if where == "dev_full" and not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full on this system")
     from keras_decay.callbacks._weight_norm_logger import _writer
 
     real_open = _writer._open_file
     full = {"on": False}
 
-    def open_file(path):  # /dev/full: every flush fails with ENOSPC.
-        return open("/dev/full", "wb") if full["on"] else real_open(path)
+    def open_file(path):  # Every write or flush fails with ENOSPC.
+        if not full["on"]:
+            return real_open(path)
+        if where == "dev_full":
+            return open("/dev/full", "wb")
+        return _FullDiskFile(path)
 
     monkeypatch.setattr(_writer, "_open_file", open_file)
     logger = WeightNormLogger(tmp_path, update_freq=1)
@@ -654,10 +715,10 @@ def test_disk_full_warns_once_and_training_goes_on(tmp_path, monkeypatch):
             if batch == 1:
                 full["on"] = True
                 os.remove(logger.event_file)  # The logger opens a new file.
-            if batch == 3:
+            if batch == 4:
                 full["on"] = False
 
-    x, y = make_data(n=64)
+    x, y = make_data(n=96)
     model = make_model()
     model.compile(keras.optimizers.SGD(0.05), "mse")
     with pytest.warns(RuntimeWarning, match="No space left") as caught:
@@ -671,7 +732,10 @@ def test_disk_full_warns_once_and_training_goes_on(tmp_path, monkeypatch):
         )
     assert len([w for w in caught if "could not write" in str(w.message)]) == 1
     steps = [s for s, _ in scalars(read_events(tmp_path), "weight_norm/global")]
-    assert steps == [4]  # 1 was in the removed file, 2 and 3 hit ENOSPC.
+    assert steps == [5, 6]  # 1 was in the removed file, 2-4 hit ENOSPC.
+    # Each of the 3 failed logs opened a new file: none is left behind.
+    files = glob.glob(os.path.join(tmp_path, "train", "events.*"))
+    assert len(files) == 1, files
 
 
 _HOLD_RUN_FOLDER = """

@@ -112,15 +112,28 @@ class WeightNormLogger(keras.callbacks.Callback):
     same step, `step = iterations - 1`, by
     `keras_decay.optimizers.current_hyperparameters` (any Keras optimizer).
 
-    All statistics come from one compiled function (a `tf.function` on
-    TensorFlow, `jax.jit` on JAX, eager `torch.no_grad()` code on PyTorch),
-    built once per model and reused by later fits, that reads each variable
-    once and hands one stacked vector to the host. Events are written with
-    TensorBoard's record writer (TensorFlow is not imported on the other
-    backends) and flushed at each log, so a killed process loses at most
-    the log being written. The logger keeps a copy of each trainable
-    variable (the `w_last` snapshot): as much extra memory as the trainable
+    Each variable is reduced once per log to a few sums (`sum(w**2)`,
+    `sum((w - w_last)**2)`, the count of tiny entries, and `sum(abs(w))`,
+    `max(abs(w))` when logged) by a kernel compiled once per distinct
+    shape and dtype (XLA through `tf.function(jit_compile=True)` on
+    TensorFlow, `jax.jit` on JAX, eager chunks of
+    `torch.linalg.vector_norm` on PyTorch); variables of at most 4,096
+    entries are reduced on the host with NumPy. Everything else is derived
+    in float64 on the host: `norm(w_last)` is the previous log's
+    `weight_norm`, and non-finite entries are counted (one more pass) only
+    where `sum(w**2)` is not finite. The kernels are built once per model
+    and reused by later fits. Events are written with TensorBoard's record
+    writer (TensorFlow is not imported on the other backends) and flushed
+    at each log, so a killed process loses at most the log being written.
+    The logger keeps a copy of each trainable variable (the `w_last`
+    snapshot, updated in place): as much extra memory as the trainable
     weights.
+
+    A variable with a NaN or Inf entry has every statistic NaN but
+    `nonfinite` (its count), on every backend, and so has
+    `weight_norm/global`; the next log's `update_ratio` of that variable
+    (against that snapshot) is NaN too. Histograms count the finite
+    entries only.
 
     A NaN or Inf in a variable is logged and, with `stop_on_nonfinite=True`,
     stops training (`model.stop_training = True`) with a `RuntimeWarning`
