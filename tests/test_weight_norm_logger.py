@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -309,6 +310,108 @@ def test_histograms(tmp_path):
         np.testing.assert_allclose(buckets[:, 2], counts, atol=1)
 
 
+def test_group_by_layer_matches_numpy(tmp_path):
+    # d=1000: the 1000 x 5 kernel is reduced by the backend's kernel, the
+    # bias on the host; the layer's statistics combine both.
+    x, y = make_data(d=1000)
+    x = x / np.sqrt(1000 / 6.0)
+    model = make_model(d=1000)
+    kernel = model.layers[0].kernel
+    value = _numpy(kernel, np.float32)
+    value[:3] = 1e-5  # Sparsity neither 0 nor 1.
+    kernel.assign(value)
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    logger = WeightNormLogger(
+        tmp_path, norms=("l2", "l1", "max"), histograms=True, group_by="layer"
+    )
+    capture = Capture()
+    model.fit(
+        x, y, epochs=2, batch_size=16, verbose=0, callbacks=[logger, capture]
+    )
+    events = read_events(tmp_path)
+    layers = {}
+    for v in model.trainable_variables:
+        layers.setdefault(v.path.rpartition("/")[0], []).append(v.path)
+    assert len(layers) == 2
+    for tag in events:  # No per-variable tag.
+        assert not tag.endswith(("/kernel", "/bias")), tag
+    assert {f"weight_norm/{name}" for name in layers} <= set(events)
+    last = capture.begin
+    for i, (step, weights) in enumerate(capture.snapshots):
+        for name, members in layers.items():
+            w = np.concatenate([weights[p].ravel() for p in members])
+            w_last = np.concatenate([last[p].ravel() for p in members])
+            expected = {
+                "weight_norm": np.linalg.norm(w),
+                "weight_l1": np.sum(np.abs(w)),
+                "weight_max": np.max(np.abs(w)),
+                "update_ratio": np_ratio(w, w_last),
+                "sparsity": np.mean(np.abs(w) < 1e-3),
+                "nonfinite": 0.0,
+            }
+            for prefix, want in expected.items():
+                got_step, got = scalars(events, f"{prefix}/{name}")[i]
+                assert got_step == step
+                np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+            _, buckets, _ = events[f"weight_histogram/{name}"][i]
+            assert buckets[:, 2].sum() == w.size
+        last = weights
+    sparsity = scalars(events, f"sparsity/{model.layers[0].path}")
+    assert 0 < sparsity[0][1] < 1
+
+
+def test_more_than_2000_tags_warns_once_naming_group_by(tmp_path):
+    # 260 Dense(2) layers: 520 variables x 4 statistics + 2 = 2,082 tags;
+    # one set per layer is 260 x 4 + 2 = 1,042.
+    model = keras.Sequential(
+        [keras.Input((2,))] + [keras.layers.Dense(2) for _ in range(260)]
+    )
+    logger = WeightNormLogger(tmp_path / "a")
+    logger.set_model(model)
+    with pytest.warns(UserWarning, match='2082 .*group_by="layer" writes 1042'):
+        logger.on_train_begin()
+    logger.on_train_end()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        logger.on_train_begin()  # Once per logger.
+        logger.on_train_end()
+        by_layer = WeightNormLogger(tmp_path / "b", group_by="layer")
+        by_layer.set_model(model)
+        by_layer.on_train_begin()
+        by_layer.on_train_end()
+
+
+def test_bfloat16_variables_match_numpy(tmp_path):
+    # bfloat16 variables, one over the host-reduction size (1000 x 5): the
+    # statistics are those of the exact bfloat16 values, in float32.
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential(
+        [keras.Input((1000,)), keras.layers.Dense(5, dtype="bfloat16")]
+    )
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    logger = WeightNormLogger(tmp_path, norms=("l2", "l1", "max"))
+    logger.set_model(model)
+    logger.on_train_begin()
+    begin = {v.path: _numpy(v) for v in model.trainable_variables}
+    for v in model.trainable_variables:
+        v.assign(ops.cast(ops.convert_to_tensor(begin[v.path]) * 1.5, v.dtype))
+    logger.on_epoch_end(0)
+    logger.on_train_end()
+    events = read_events(tmp_path)
+    for v in model.trainable_variables:
+        w, last = _numpy(v), begin[v.path]
+        expected = {
+            "weight_norm": np.linalg.norm(w),
+            "weight_l1": np.sum(np.abs(w)),
+            "weight_max": np.max(np.abs(w)),
+            "update_ratio": np_ratio(w, last),
+            "sparsity": np.mean(np.abs(w) < 1e-3),
+        }
+        for prefix, want in expected.items():
+            [(_, got)] = scalars(events, f"{prefix}/{v.path}")
+            np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
 def test_nonfinite_stops_training(tmp_path):
     x, y = make_data()
     model = make_model()
@@ -451,6 +554,7 @@ def test_config_round_trip_and_validation():
         "histograms": False,
         "hparams": {"a": 1},
         "stop_on_nonfinite": True,
+        "group_by": "variable",
     }
     assert json.loads(json.dumps(config)) == config
     assert WeightNormLogger.from_config(config).get_config() == config
@@ -472,6 +576,8 @@ def test_config_round_trip_and_validation():
         ({"stop_on_nonfinite": None}, TypeError, "stop_on_nonfinite=None"),
         ({"log_dir": 3}, TypeError, "log_dir=3"),
         ({"log_dir": ""}, ValueError, "log_dir=''"),
+        ({"group_by": "model"}, ValueError, "group_by='model'"),
+        ({"group_by": None}, ValueError, "group_by=None"),
     ]
     for kwargs, error, received in cases:
         with pytest.raises(error, match=re.escape(f"Received: {received}")):

@@ -25,6 +25,9 @@ from keras_decay.optimizers import current_hyperparameters
 __all__ = ["WeightNormLogger"]
 
 _NORMS = ("l2", "l1", "max")
+# More tags than this per run and TensorBoard takes minutes to load them
+# (tensorboard#4170: 12,345 tags, 1.6 min).
+TAG_BUDGET = 2000
 
 
 def _check_update_freq(update_freq):
@@ -115,8 +118,8 @@ class WeightNormLogger(keras.callbacks.Callback):
     Each variable is reduced once per log to a few sums (`sum(w**2)`,
     `sum((w - w_last)**2)`, the count of tiny entries, and `sum(abs(w))`,
     `max(abs(w))` when logged) by a kernel compiled once per distinct
-    shape and dtype (XLA through `tf.function(jit_compile=True)` on
-    TensorFlow, `jax.jit` on JAX, eager chunks of
+    shape and dtype (a `tf.function` on TensorFlow, `jax.jit` on JAX,
+    eager chunks of
     `torch.linalg.vector_norm` on PyTorch); variables of at most 4,096
     entries are reduced on the host with NumPy. Everything else is derived
     in float64 on the host: `norm(w_last)` is the previous log's
@@ -164,6 +167,18 @@ class WeightNormLogger(keras.callbacks.Callback):
             to `None`.
         stop_on_nonfinite: Bool. Whether to stop training when a variable
             holds NaN or Inf. Defaults to `True`.
+        group_by: `"variable"` or `"layer"`. `"layer"` logs each statistic
+            once per layer, tagged with the layer's path (the variables'
+            `path` without its last part, e.g. `sequential/dense`), over
+            the layer's trainable variables `G`: `weight_norm =
+            sqrt(sum_G sum(w**2))`, `weight_l1 = sum_G sum(abs(w))`,
+            `weight_max = max_G max(abs(w))`, `update_ratio =
+            sqrt(sum_G sum((w - w_last)**2)) / sqrt(sum_G sum(w_last**2))`,
+            `sparsity = sum_G count(abs(w) < 1e-3) / sum_G size(w)`,
+            `nonfinite = sum_G nonfinite(w)`, one histogram of all its
+            entries. A run that would write more than 2,000 tags warns once
+            (a `UserWarning` naming this option): TensorBoard loads that
+            many slowly. Defaults to `"variable"`.
 
     Example:
 
@@ -185,6 +200,7 @@ class WeightNormLogger(keras.callbacks.Callback):
         histograms=False,
         hparams=None,
         stop_on_nonfinite=True,
+        group_by="variable",
     ):
         super().__init__()
         expected = "a non-empty str or path"
@@ -200,6 +216,9 @@ class WeightNormLogger(keras.callbacks.Callback):
         self.stop_on_nonfinite = check_bool(
             stop_on_nonfinite, "stop_on_nonfinite"
         )
+        self.group_by = check_choice(
+            group_by, "group_by", ("variable", "layer")
+        )
         self._every = 1 if self.update_freq == "batch" else self.update_freq
         if self.update_freq == "epoch":
             # Keep Keras' default (a no-op) so that `fit` may still dispatch
@@ -209,6 +228,7 @@ class WeightNormLogger(keras.callbacks.Callback):
         self._statistics = None
         self._key = None
         self._hparams_written = False
+        self._warned_tags = False
         self.nonfinite_variables = []
 
     def get_config(self):
@@ -219,6 +239,7 @@ class WeightNormLogger(keras.callbacks.Callback):
             "histograms": self.histograms,
             "hparams": None if self.hparams is None else dict(self.hparams),
             "stop_on_nonfinite": self.stop_on_nonfinite,
+            "group_by": self.group_by,
         }
 
     @classmethod
@@ -281,12 +302,38 @@ class WeightNormLogger(keras.callbacks.Callback):
                 path, i = f"{variable.path}_{i}", i + 1
             seen.add(path)
             paths.append(path)
+        layers = {}
+        for i, variable in enumerate(variables):
+            layer = variable.path.rpartition("/")[0] or variable.path
+            layers.setdefault(layer, []).append(i)
+        if self.group_by == "layer":
+            groups = list(layers.items())
+        else:
+            groups = [(p, [i]) for i, p in enumerate(paths)]
         self._statistics = Statistics(
-            variables,
-            paths,
-            self.norms,
-            self.histograms,
-            hypers,
+            variables, paths, self.norms, self.histograms, hypers, groups
+        )
+        self._check_tag_budget(len(layers))
+
+    def _check_tag_budget(self, layers):
+        """Warns once when a log writes more than `TAG_BUDGET` tags."""
+        statistics = self._statistics
+        per_name = len(statistics.columns) + int(self.histograms)
+        tags = len(statistics.layout()[0]) + len(statistics.layout()[1])
+        if tags <= TAG_BUDGET or self._warned_tags:
+            return
+        self._warned_tags = True
+        if self.group_by == "variable":
+            fewer = tags - per_name * (len(statistics.names) - layers)
+            advice = f'group_by="layer" writes {fewer}'
+        else:
+            advice = "fewer norms, or histograms=False, write fewer"
+        warnings.warn(
+            f"WeightNormLogger writes {tags} TensorBoard tags per log (more "
+            f"than {TAG_BUDGET}; TensorBoard loads that many slowly): "
+            f"{advice}.",
+            UserWarning,
+            stacklevel=2,
         )
 
     def _decay_scalars(self, optimizer, step):
@@ -360,8 +407,8 @@ class WeightNormLogger(keras.callbacks.Callback):
         self._check_nonfinite(scalars)
 
     def _check_nonfinite(self, scalars):
-        paths = self._statistics.paths
-        bad = [p for p in paths if scalars[f"nonfinite/{p}"] > 0]
+        names = self._statistics.names
+        bad = [n for n in names if scalars[f"nonfinite/{n}"] > 0]
         if not bad:
             return
         self.nonfinite_variables = bad

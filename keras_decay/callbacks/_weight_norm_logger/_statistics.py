@@ -98,17 +98,35 @@ class Statistics:
     (the variables' regularizers) and the `hyper_tags` values passed to
     `compute`.
 
+    With `groups`, a list of `(name, [variable indices])`, the statistics
+    are per group `G` instead, tagged `<column>/<name>`: the sums over the
+    variables of `G` (`sqrt(sum_G sum(w**2))`, `sum_G sum(abs(w))`,
+    `max_G max(abs(w))`, `sqrt(sum_G sum((w - w_last)**2)) /
+    sqrt(sum_G sum(w_last**2))`, `sum_G count(abs(w) < 1e-3) / sum_G
+    size(w)`, `sum_G nonfinite`), NaN for a group with a non-finite entry.
+
     Args:
         variables: List of Keras variables.
         paths: Their unique tag suffixes.
         norms: Tuple of `"l2"`, `"l1"`, `"max"`.
         histograms: Bool.
         hyper_tags: Tags of the values passed to `compute`.
+        groups: Optional list of `(name, [variable indices])` covering
+            every variable once. Defaults to one group per variable, named
+            by its path.
     """
 
-    def __init__(self, variables, paths, norms, histograms, hyper_tags):
+    def __init__(
+        self, variables, paths, norms, histograms, hyper_tags, groups=None
+    ):
         self.variables = list(variables)
         self.paths = list(paths)
+        if groups is None:
+            groups = [(p, [i]) for i, p in enumerate(self.paths)]
+        self.names = [name for name, _ in groups]
+        self.group_ids = np.zeros(len(self.variables), np.int64)
+        for g, (_, members) in enumerate(groups):
+            self.group_ids[members] = g
         self.histograms = bool(histograms)
         self.hyper_tags = list(hyper_tags)
         self.columns = [NORM_PREFIX[n] for n in norms]
@@ -130,10 +148,10 @@ class Statistics:
 
     def layout(self):
         """`(scalar tags, histogram paths)`, in the order of `compute`."""
-        tags = [f"{c}/{p}" for p in self.paths for c in self.columns]
+        tags = [f"{c}/{n}" for n in self.names for c in self.columns]
         tags += ["weight_norm/global", "regularization/loss"]
         tags += self.hyper_tags
-        return tags, self.paths if self.histograms else []
+        return tags, self.names if self.histograms else []
 
     def _sums(self, reset):
         """`[variables, sum_names]` float64; moves every snapshot."""
@@ -153,6 +171,12 @@ class Statistics:
         """Takes the snapshot now (and its `sum(w**2)`)."""
         self._last_square = self._sums(reset=True)[:, 0]
 
+    def _group(self, values, reduce=np.add):
+        """Per-variable `values` reduced over each group's variables."""
+        out = np.full(len(self.names), -np.inf if reduce is np.maximum else 0.0)
+        reduce.at(out, self.group_ids, values)
+        return out
+
     def compute(self, hypers):
         sums = dict(zip(self.sum_names, self._sums(reset=False).T))
         square = sums["square"]
@@ -160,19 +184,31 @@ class Statistics:
         for i in np.flatnonzero(~np.isfinite(square)):
             nonfinite[i] = self._backend.count_nonfinite(self.variables[i])
         last, self._last_square = self._last_square, square
+        sums["last"], sums["nonfinite"], sums["size"] = (
+            last,
+            nonfinite,
+            self.sizes,
+        )
+        grouped = {
+            k: self._group(v, np.maximum if k == "max" else np.add)
+            for k, v in sums.items()
+        }
+        last = grouped["last"]
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.sqrt(sums["change"]) / np.sqrt(last)
+            ratio = np.sqrt(grouped["change"]) / np.sqrt(last)
         ratio = np.where(last == 0, 0.0, ratio)
         values = {
-            "weight_norm": np.sqrt(square),
-            "weight_l1": sums.get("l1"),
-            "weight_max": sums.get("max"),
+            "weight_norm": np.sqrt(grouped["square"]),
+            "weight_l1": grouped.get("l1"),
+            "weight_max": grouped.get("max"),
             "update_ratio": np.where(np.isfinite(last), ratio, np.nan),
-            "sparsity": sums["tiny"] / np.maximum(self.sizes, 1),
+            "sparsity": grouped["tiny"] / np.maximum(grouped["size"], 1),
         }
-        bad = nonfinite > 0
+        bad = grouped["nonfinite"] > 0
         table = [
-            np.where(bad, np.nan, values[c]) if c != "nonfinite" else nonfinite
+            np.where(bad, np.nan, values[c])
+            if c != "nonfinite"
+            else grouped["nonfinite"]
             for c in self.columns
         ]
         table = np.stack(table, axis=1).reshape(-1)
@@ -181,14 +217,15 @@ class Statistics:
         vector = np.concatenate(
             [table, [global_norm, penalty], np.asarray(hypers, np.float64)]
         )
-        tags, histogram_paths = self.layout()
+        tags, histogram_names = self.layout()
         scalars = dict(zip(tags, vector.tolist()))
         histograms = {}
         if self.histograms:
             values = self._backend.fetch(self.variables)
-            histograms = {
-                p: histogram_row(v) for p, v in zip(self.paths, values)
-            }
+            for g, name in enumerate(histogram_names):
+                members = np.flatnonzero(self.group_ids == g)
+                flat = [np.reshape(values[i], [-1]) for i in members]
+                histograms[name] = histogram_row(np.concatenate(flat))
         return scalars, histograms
 
 
@@ -222,9 +259,14 @@ def _count_nonfinite(w):
 
 
 class _TensorFlow:
-    """One `tf.function` over every device variable, each reduced by a
-    kernel compiled with XLA once per `(shape, dtype)`; snapshots in
-    `tf.Variable`s, assigned in the same function."""
+    """One `tf.function` over every device variable, each reduced by an
+    inner `tf.function` traced once per `(shape, dtype)`; snapshots in
+    `tf.Variable`s, assigned in the same function.
+
+    Without XLA: `jit_compile=True` kernels were slower (5.4x vs 4.2x the
+    fused floor on 20M parameters) and held 2.5x the weights resident
+    against 0.5x (`benchmarks/bench_logger.py`, 2026-12-02).
+    """
 
     def __init__(self, owner):
         import tensorflow as tf
@@ -252,7 +294,6 @@ class _TensorFlow:
             names = self.owner.sum_names
             self._kernels[dtype] = tf.function(
                 lambda w, last: _stats(w, last, names, tf.identity),
-                jit_compile=True,
                 autograph=False,
                 reduce_retracing=False,
             )
@@ -429,7 +470,14 @@ class _Torch:
         )
 
     def fetch(self, variables):
-        return [v.value.detach().cpu().numpy() for v in variables]
+        import torch
+
+        values = [v.value.detach().cpu() for v in variables]
+        # NumPy has no bfloat16: widen those (exactly) to float32.
+        return [
+            (w.float() if w.dtype == torch.bfloat16 else w).numpy()
+            for w in values
+        ]
 
     def count_nonfinite(self, variable):
         import torch
