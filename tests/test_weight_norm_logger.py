@@ -94,6 +94,26 @@ def make_model(d=6, regularizer=None):
     )
 
 
+def np_statistics(w, last):
+    """Every per-variable statistic of `w` after `last`, with NumPy."""
+    return {
+        "weight_norm": np.linalg.norm(w),
+        "weight_l1": np.sum(np.abs(w)),
+        "weight_max": np.max(np.abs(w)),
+        "update_ratio": np_ratio(w, last),
+        "sparsity": np.mean(np.abs(w) < 1e-3),
+        "nonfinite": 0.0,
+    }
+
+
+def assert_logged(events, name, expected, index=0, step=None):
+    """The `index`-th value of each `<prefix>/<name>` tag is as expected."""
+    for prefix, want in expected.items():
+        got_step, got = scalars(events, f"{prefix}/{name}")[index]
+        assert step is None or got_step == step
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
 def np_ratio(now, last):
     denominator = np.linalg.norm(last)
     if denominator == 0:
@@ -127,18 +147,8 @@ def test_epoch_logs_match_numpy(tmp_path, d):
     assert [s for s, _ in capture.snapshots] == [0, 1, 2]
     for i, (step, weights) in enumerate(capture.snapshots):
         for path, w in weights.items():
-            expected = {
-                "weight_norm": np.linalg.norm(w),
-                "weight_l1": np.sum(np.abs(w)),
-                "weight_max": np.max(np.abs(w)),
-                "update_ratio": np_ratio(w, last[path]),
-                "sparsity": np.mean(np.abs(w) < 1e-3),
-                "nonfinite": 0.0,
-            }
-            for prefix, want in expected.items():
-                got_step, got = scalars(events, f"{prefix}/{path}")[i]
-                assert got_step == step
-                np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+            expected = np_statistics(w, last[path])
+            assert_logged(events, path, expected, i, step)
         global_norm = np.sqrt(sum(np.sum(w**2) for w in weights.values()))
         kernel_path = model.layers[0].kernel.path
         penalty = rate / 2 * np.sum(weights[kernel_path] ** 2)
@@ -341,18 +351,7 @@ def test_group_by_layer_matches_numpy(tmp_path):
         for name, members in layers.items():
             w = np.concatenate([weights[p].ravel() for p in members])
             w_last = np.concatenate([last[p].ravel() for p in members])
-            expected = {
-                "weight_norm": np.linalg.norm(w),
-                "weight_l1": np.sum(np.abs(w)),
-                "weight_max": np.max(np.abs(w)),
-                "update_ratio": np_ratio(w, w_last),
-                "sparsity": np.mean(np.abs(w) < 1e-3),
-                "nonfinite": 0.0,
-            }
-            for prefix, want in expected.items():
-                got_step, got = scalars(events, f"{prefix}/{name}")[i]
-                assert got_step == step
-                np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+            assert_logged(events, name, np_statistics(w, w_last), i, step)
             _, buckets, _ = events[f"weight_histogram/{name}"][i]
             assert buckets[:, 2].sum() == w.size
         last = weights
@@ -399,17 +398,8 @@ def test_bfloat16_variables_match_numpy(tmp_path):
     logger.on_train_end()
     events = read_events(tmp_path)
     for v in model.trainable_variables:
-        w, last = _numpy(v), begin[v.path]
-        expected = {
-            "weight_norm": np.linalg.norm(w),
-            "weight_l1": np.sum(np.abs(w)),
-            "weight_max": np.max(np.abs(w)),
-            "update_ratio": np_ratio(w, last),
-            "sparsity": np.mean(np.abs(w) < 1e-3),
-        }
-        for prefix, want in expected.items():
-            [(_, got)] = scalars(events, f"{prefix}/{v.path}")
-            np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+        expected = np_statistics(_numpy(v), begin[v.path])
+        assert_logged(events, v.path, expected, step=0)
 
 
 def test_nonfinite_stops_training(tmp_path):
