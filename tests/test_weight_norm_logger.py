@@ -402,6 +402,43 @@ def test_bfloat16_variables_match_numpy(tmp_path):
         assert_logged(events, v.path, expected, step=0)
 
 
+def test_lion_constraint_obeys_the_box_bound(tmp_path):
+    # Lion, eta = 0.02, lambda = 0.5: timescale 100 steps. Weights drawn
+    # outside the box (lambda * max|w_0| = 3.5), fresh random data each
+    # step so that gradient signs keep changing; 600 steps, a log every 50.
+    eta, lam, steps = 0.02, 0.5, 600
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16)])
+    rng = np.random.default_rng(3)
+    kernel = rng.uniform(-3.0, 3.0, size=(8, 16)).astype("float32") / lam
+    kernel[2, 5] = 3.5 / lam
+    model.layers[0].kernel.assign(kernel)
+    model.compile(keras.optimizers.Lion(eta, weight_decay=lam), "mse")
+    x = rng.normal(size=(steps * 8, 8)).astype("float32")
+    y = rng.normal(size=(steps * 8, 16)).astype("float32")
+    logger = WeightNormLogger(tmp_path, update_freq=50)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[logger])
+    events = read_events(tmp_path)
+    path = model.layers[0].kernel.path
+    logged = scalars(events, f"constraint/{path}")
+    assert [s for s, _ in logged] == list(range(50, steps + 1, 50))
+    start = lam * np.max(np.abs(kernel))
+    np.testing.assert_allclose(start, 3.5)
+    for step, value in logged:
+        bound = 1 + max(start - 1, 0) * (1 - eta * lam) ** step
+        assert value <= bound * (1 + 1e-5), (step, value, bound)
+    assert logged[0][1] > 1.5  # Outside the box at first...
+    assert logged[-1][1] <= 1.0  # ...inside after 6 timescales.
+    # The bias starts at 0, inside the box: it never leaves it.
+    bias = scalars(events, f"constraint/{model.layers[0].bias.path}")
+    assert all(value <= 1.0 for _, value in bias)
+    np.testing.assert_allclose(
+        logged[-1][1],
+        lam * np.max(np.abs(_numpy(model.layers[0].kernel))),
+        rtol=RTOL,
+    )
+
+
 def test_nonfinite_stops_training(tmp_path):
     x, y = make_data()
     model = make_model()

@@ -12,6 +12,7 @@ from keras_decay import rules
 from keras_decay._keras_compat import should_write_summaries
 from keras_decay._keras_compat import sync_jax_state
 from keras_decay._keras_compat import unwrap_optimizer
+from keras_decay._keras_compat import uses_weight_decay
 from keras_decay._validation import check_bool
 from keras_decay._validation import check_choice
 from keras_decay._validation import check_positive_int
@@ -99,7 +100,19 @@ class WeightNormLogger(keras.callbacks.Callback):
     sparsity/<path>      = mean(abs(w) < 1e-3)
     nonfinite/<path>     = sum(logical_not(isfinite(w)))
     weight_histogram/<path>                          # histograms=True
+    constraint/<path>    = lambda * max(abs(w))       # under Lion
     ```
+
+    Under `keras.optimizers.Lion` (keras_decay's `Lion` included) with
+    decoupled decay `lambda` (the optimizer's `weight_decay` at the logged
+    step times the variable's `decay_mult`; 0 for a variable excluded from
+    decay), `constraint/<path>` shows Lion's box (Chen, Liu, Liang, Liu,
+    ICLR 2024, arXiv 2310.05898): Lion with decoupled decay solves
+    `min f` subject to `max|w| <= 1/lambda`, and Keras' update
+    `w <- (1 - eta * lambda) * w - eta * sign(...)` gives, for constant
+    `eta` and `lambda`, `lambda * max|w_t| <= 1 + max(lambda * max|w_0| - 1,
+    0) * (1 - eta * lambda)**t`: the value falls to at most 1 within a few
+    timescales `1 / (eta * lambda)` and stays there.
 
     `w_last` is the value at the previous log (at the start of `fit` for the
     first log of a `fit`). Once per log also `weight_norm/global =
@@ -310,8 +323,18 @@ class WeightNormLogger(keras.callbacks.Callback):
             groups = list(layers.items())
         else:
             groups = [(p, [i]) for i, p in enumerate(paths)]
+        # Lion with decoupled decay lambda keeps max|w| <= 1/lambda (Chen
+        # et al. 2024): log lambda * max|w|.
+        self._lion = isinstance(optimizer, keras.optimizers.Lion)
+        self._decays = None
         self._statistics = Statistics(
-            variables, paths, self.norms, self.histograms, hypers, groups
+            variables,
+            paths,
+            self.norms,
+            self.histograms,
+            hypers,
+            groups,
+            constraint=self._lion,
         )
         self._check_tag_budget(len(layers))
 
@@ -398,13 +421,33 @@ class WeightNormLogger(keras.callbacks.Callback):
         # The values the last step taken used (step `iterations - 1`).
         used = max(iterations - 1, 0)
         hypers = self._optimizer_values(optimizer, used)
-        scalars, histograms = self._in_scope(self._statistics.compute, hypers)
+        decays = self._lion_decays(optimizer, used) if self._lion else None
+        scalars, histograms = self._in_scope(
+            self._statistics.compute, hypers, decays
+        )
         if optimizer is not None:
             scalars.update(self._decay_scalars(optimizer, used))
         if self._writer is not None:
             summary = log_summary(scalars, histograms, self._described)
             self._writer.write(step, summary)
         self._check_nonfinite(scalars)
+
+    def _lion_decays(self, optimizer, step):
+        """Each variable's decoupled decay `lambda` at `step` under Lion:
+        the optimizer's `weight_decay` times keras_decay's `decay_mult`
+        (0 where the variable is excluded from decay)."""
+        if self._decays is None:  # The optimizer is built by now.
+            multiplier = getattr(optimizer, "_decay_multiplier", None)
+            self._decays = np.array(
+                [
+                    0.0
+                    if not uses_weight_decay(optimizer, v)
+                    else (1.0 if multiplier is None else multiplier(v))
+                    for v in self._statistics.variables
+                ]
+            )
+        decay = current_hyperparameters(optimizer, step)["weight_decay"]
+        return float(decay) * self._decays
 
     def _check_nonfinite(self, scalars):
         names = self._statistics.names

@@ -35,11 +35,13 @@ HOST_SIZE = 4096
 TORCH_CHUNK = 1 << 18
 
 
-def _sum_names(norms):
+def _sum_names(norms, constraint):
     """What each kernel returns, in order: always `square`, `change`,
-    `tiny`, then `l1` and `max` when those norms are logged."""
+    `tiny`, then `l1` and `max` when those norms (or the constraint) are
+    logged."""
     names = ["square", "change", "tiny"]
-    return names + [n for n in ("l1", "max") if n in norms]
+    wanted = set(norms) | ({"max"} if constraint else set())
+    return names + [n for n in ("l1", "max") if n in wanted]
 
 
 def _host_sums(w, last, names):
@@ -90,6 +92,7 @@ class Statistics:
     weight_max = max(abs(w))                       # those in `norms`
     update_ratio = sqrt(sum((w - w_last)**2)) / sqrt(sum(w_last**2))  # or 0
     sparsity = mean(abs(w) < 1e-3); nonfinite = sum(!isfinite(w))
+    constraint = decay * max(abs(w))               # with `constraint`
     ```
 
     A variable with a non-finite entry has every statistic but `nonfinite`
@@ -111,13 +114,23 @@ class Statistics:
         norms: Tuple of `"l2"`, `"l1"`, `"max"`.
         histograms: Bool.
         hyper_tags: Tags of the values passed to `compute`.
+        constraint: Bool. Whether to add the `constraint` column (the
+            `decays` passed to `compute` times `max(abs(w))`; the maximum
+            over a group).
         groups: Optional list of `(name, [variable indices])` covering
             every variable once. Defaults to one group per variable, named
             by its path.
     """
 
     def __init__(
-        self, variables, paths, norms, histograms, hyper_tags, groups=None
+        self,
+        variables,
+        paths,
+        norms,
+        histograms,
+        hyper_tags,
+        groups=None,
+        constraint=False,
     ):
         self.variables = list(variables)
         self.paths = list(paths)
@@ -131,7 +144,8 @@ class Statistics:
         self.hyper_tags = list(hyper_tags)
         self.columns = [NORM_PREFIX[n] for n in norms]
         self.columns += ["update_ratio", "sparsity", "nonfinite"]
-        self.sum_names = _sum_names(norms)
+        self.columns += ["constraint"] if constraint else []
+        self.sum_names = _sum_names(norms, constraint)
         self.sizes = np.array(
             [int(np.prod(v.shape)) for v in self.variables], np.float64
         )
@@ -177,20 +191,26 @@ class Statistics:
         reduce.at(out, self.group_ids, values)
         return out
 
-    def compute(self, hypers):
+    def compute(self, hypers, decays=None):
+        """`({tag: float}, {name: histogram row})` of the current values.
+
+        Args:
+            hypers: The `hyper_tags` values.
+            decays: With `constraint`, each variable's decoupled weight
+                decay `lambda` (0 where none applies).
+        """
         sums = dict(zip(self.sum_names, self._sums(reset=False).T))
         square = sums["square"]
         nonfinite = np.zeros(len(self.variables))
         for i in np.flatnonzero(~np.isfinite(square)):
             nonfinite[i] = self._backend.count_nonfinite(self.variables[i])
         last, self._last_square = self._last_square, square
-        sums["last"], sums["nonfinite"], sums["size"] = (
-            last,
-            nonfinite,
-            self.sizes,
-        )
+        sums.update(last=last, nonfinite=nonfinite, size=self.sizes)
+        if "constraint" in self.columns:
+            sums["constraint"] = np.asarray(decays, np.float64) * sums["max"]
+        maxima = ("max", "constraint")
         grouped = {
-            k: self._group(v, np.maximum if k == "max" else np.add)
+            k: self._group(v, np.maximum if k in maxima else np.add)
             for k, v in sums.items()
         }
         last = grouped["last"]
@@ -203,6 +223,7 @@ class Statistics:
             "weight_max": grouped.get("max"),
             "update_ratio": np.where(np.isfinite(last), ratio, np.nan),
             "sparsity": grouped["tiny"] / np.maximum(grouped["size"], 1),
+            "constraint": grouped.get("constraint"),
         }
         bad = grouped["nonfinite"] > 0
         table = [
