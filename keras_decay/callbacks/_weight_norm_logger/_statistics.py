@@ -177,8 +177,11 @@ class Statistics:
             last = self._host_lasts[row]
             sums[i] = _host_sums(value, last, self.sum_names)
             last[...] = value
+        # Called without device variables too: on TensorFlow the same call
+        # computes the penalty.
+        rows = self._backend.sums(reset)
         if self.device:
-            sums[self.device] = self._backend.sums(reset)
+            sums[self.device] = rows
         return sums
 
     def reset(self):
@@ -306,7 +309,7 @@ class _TensorFlow:
             ]
         self._kernels = {}
         self._sums = tf.function(self._sums_fn, autograph=False)
-        self._penalty = tf.function(self._penalty_fn, autograph=False)
+        self._last_penalty = 0.0
 
     def _kernel(self, dtype):
         import tensorflow as tf
@@ -334,14 +337,19 @@ class _TensorFlow:
             rows.append(self._kernel(w.dtype.name)(w, snapshot.read_value()))
             # Automatic control dependencies: after the read above.
             snapshot.assign(w)
+        # The penalty in the same call: one launch per log, not two.
+        penalty = self._penalty_fn() if self.owner.regularized else 0.0
         with tf.device("/CPU:0"):
-            return tf.stack(rows)
+            if not rows:
+                return tf.zeros([0, len(self.owner.sum_names)]), penalty
+            return tf.stack(rows), tf.identity(penalty)
 
     def sums(self, reset):
         if reset:  # Eager: cheaper than tracing a second function.
             for i, snapshot in zip(self.owner.device, self.snapshots):
                 snapshot.assign(self._value(self.owner.variables[i]))
-        return self._sums().numpy().astype(np.float64)
+        rows, self._last_penalty = self._sums()
+        return rows.numpy().astype(np.float64)
 
     def fetch(self, variables):
         return [self._value(v).numpy() for v in variables]
@@ -364,7 +372,8 @@ class _TensorFlow:
         )
 
     def penalty(self):
-        return float(self._penalty())
+        """The penalty computed with the last `sums`."""
+        return float(self._last_penalty)
 
 
 class _JAX:
@@ -458,6 +467,8 @@ class _Torch:
                 self._kernel(w.reshape(-1), last.view(-1))
                 for w, last in zip(values, self.lasts)
             ]
+            if not rows:
+                return np.zeros((0, len(self.owner.sum_names)))
             return torch.stack(rows).cpu().numpy().astype(np.float64)
 
     def _kernel(self, w, last):
