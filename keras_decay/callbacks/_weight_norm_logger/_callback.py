@@ -153,11 +153,13 @@ class WeightNormLogger(keras.callbacks.Callback):
 
     A NaN or Inf in a variable is logged and, with `stop_on_nonfinite=True`,
     stops training (`model.stop_training = True`) with a `RuntimeWarning`
-    naming the variables. A `log_dir` that cannot be written raises an
+    naming the variables (the layers with `group_by="layer"`), also kept
+    in `nonfinite_variables`. A `log_dir` that cannot be written raises an
     `OSError` at `on_train_begin`, before any training step; a write that
     fails later (disk full, folder deleted) is one `RuntimeWarning` naming
     the logger and the path, training goes on and logging resumes when the
-    folder can be written again. A second writer on the same run folder
+    folder can be written again (an event file left without any event by
+    a failed write is removed). A second writer on the same run folder
     (another process) is warned about and writes to a distinct run,
     `train-<host>-<pid>`. Under a `tf.distribute` strategy the statistics
     are computed once, in cross-replica context, and only the chief worker
