@@ -15,17 +15,24 @@ on the same convolutions).
 
 Then, without `fit`, on the backend `KERAS_BACKEND` selects:
 
-    one log / floor   one log of a 50M-parameter model divided by one fused
-                      reduction `sum(w**2)` over all its weights, compiled
-                      the same way (the weights must be read at least once)
-    first log         the first log (tracing and compiling) of a model with
-                      1,000 variables
-    memory            growth of the process's resident memory (now, and
-                      peak) across the logger's set-up and first two logs
-                      of the 50M model, divided by the size of its weights
+    one log / floor   one log divided by one fused reduction `sum(w**2)`
+                      over the same weights, compiled the same way (the
+                      weights must be read at least once): 20.0M parameters
+                      in 4 `Dense` kernels, and 300 variables of 16k-300k
+                      entries
+    first log         set-up + trace + compile + first log of 500
+                      `Dense(4)` layers (1,000 variables) and of 1,000
+                      variables of 16 to 300k entries
+    memory            in a fresh process per model of the `log` part:
+                      resident growth across the logger's set-up and two
+                      logs, and the peak growth during a log (the peak
+                      resident memory reset just before it), both divided
+                      by the size of the weights
 
 Targets: fit ratios <= 1.02 (epoch) and <= 1.05 (every 10 batches) on the
-small CNN, one log <= 3x the floor, first log <= 3 s, memory <= 1.0x. Run:
+small CNN, one log <= 3x the floor, first log <= 3 s, peak of a log
+<= 1.25x the weights (the snapshot included), resident <= 1.0x. The load
+average is printed first: the machine may be shared. Run:
 
     KERAS_BACKEND=jax python benchmarks/bench_logger.py [--repeats 5]
         [--parts fit,log,trace,memory]
@@ -34,8 +41,9 @@ small CNN, one log <= 3x the floor, first log <= 3 s, memory <= 1.0x. Run:
 import argparse
 import gc
 import os
-import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -193,22 +201,76 @@ def fused_reduction(variables):
     return eager
 
 
-def wide_model(units):
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((units,)),
-            keras.layers.Dense(units),
-            keras.layers.Dense(1),
-        ]
-    )
+class Weights(keras.layers.Layer):
+    """A layer that only holds trainable variables of the given shapes."""
+
+    def __init__(self, shapes, **kwargs):
+        super().__init__(**kwargs)
+        self.shapes = [tuple(s) for s in shapes]
+        for i, shape in enumerate(self.shapes):
+            self.add_weight(shape, "glorot_uniform", name=f"w{i}")
+
+    def call(self, x):
+        return x
+
+
+def _compiled(model):
     model.compile(keras.optimizers.SGD(0.01, momentum=0.9), "mse")
     return model
 
 
-def log_vs_floor(log_root, calls=7):
-    """One log of a 50M-parameter model against one fused reduction."""
-    model = wide_model(7070)  # 7070**2 + 2 * 7070 + 1: 50.0M parameters.
+def dense_stack():
+    """20.0M parameters in 4 `Dense` kernels of 2236 x 2236 (+ biases)."""
+    keras.utils.set_random_seed(0)
+    layers = [keras.layers.Dense(2236) for _ in range(4)]
+    return _compiled(keras.Sequential([keras.Input((2236,))] + layers))
+
+
+def _shapes(count, low, high, distinct, seed):
+    """`count` shapes drawn from `distinct` 2-D shapes of `low`..`high`
+    entries (log-uniform sizes, 64 to 512 rows)."""
+    rng = np.random.default_rng(seed)
+    sizes = np.geomspace(low, high, distinct)
+    rows = rng.choice([64, 128, 256, 512], distinct)
+    table = [
+        (int(r), max(1, int(round(n / r)))) if n >= r else (int(n),)
+        for r, n in zip(rows, sizes)
+    ]
+    return [table[i] for i in rng.integers(0, distinct, count)]
+
+
+def many_weights(count, low, high, distinct, seed=0):
+    keras.utils.set_random_seed(seed)
+    layer = Weights(_shapes(count, low, high, distinct, seed))
+    return _compiled(keras.Sequential([keras.Input((1,)), layer]))
+
+
+# Name -> model builder, for the `log` and `memory` parts.
+LOG_CASES = {
+    "20M in 4 Dense kernels": dense_stack,
+    "300 variables of 16k-300k entries (24 shapes)": lambda: many_weights(
+        300, 16_384, 300_000, 24
+    ),
+}
+# Name -> model builder, for the `trace` part.
+TRACE_CASES = {
+    "500 x Dense(4)": lambda: _compiled(
+        keras.Sequential(
+            [keras.Input((4,))] + [keras.layers.Dense(4) for _ in range(500)]
+        )
+    ),
+    "1,000 variables of 16-300k entries (40 shapes)": lambda: many_weights(
+        1000, 16, 300_000, 40
+    ),
+}
+
+
+def _size(model):
+    return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+
+
+def log_vs_floor(name, model, log_root, calls=7):
+    """One log against one fused reduction over the same weights."""
     logger = WeightNormLogger(os.path.join(log_root, "wide"))
     logger.set_model(model)
     logger.on_train_begin()
@@ -226,19 +288,14 @@ def log_vs_floor(log_root, calls=7):
     logger.on_train_end()
     log, low = statistics.median(logs), statistics.median(floors)
     print(
-        f"one log, {model.count_params() / 1e6:.1f}M parameters: "
-        f"{log * 1e3:.0f} ms; fused reduction {low * 1e3:.0f} ms; "
-        f"ratio {log / low:.2f} (target <= 3)"
+        f"one log, {name} ({_size(model) / 1e6:.1f}M): {log * 1e3:.1f} ms; "
+        f"fused reduction {low * 1e3:.1f} ms; ratio {log / low:.2f} "
+        "(target <= 3)"
     )
 
 
-def first_log_many_variables(log_root, layers=500):
-    """The first log (trace + compile) of a model with 1,000 variables."""
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [keras.Input((4,))] + [keras.layers.Dense(4) for _ in range(layers)]
-    )
-    model.compile(keras.optimizers.SGD(0.01), "mse")
+def first_log(name, model, log_root):
+    """The first log (set-up, trace, compile and log) of a model."""
     logger = WeightNormLogger(os.path.join(log_root, "many"))
     logger.set_model(model)
     start = time.perf_counter()
@@ -250,7 +307,7 @@ def first_log_many_variables(log_root, layers=500):
     later = time.perf_counter() - start
     logger.on_train_end()
     print(
-        f"first log, {len(model.trainable_variables)} variables: "
+        f"first log, {name} ({len(model.trainable_variables)} variables): "
         f"{first:.2f} s (target <= 3 s); next log {later * 1e3:.0f} ms"
     )
 
@@ -261,27 +318,51 @@ def _rss():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def memory_overhead(log_root):
-    """Resident-memory growth across the logger's set-up and two logs."""
-    model = wide_model(7070)
-    weights = sum(int(np.prod(v.shape)) * 4 for v in model.trainable_variables)
+def _reset_peak():
+    """Resets the process's peak resident memory (Linux >= 4.0)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _peak():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no VmHWM in /proc/self/status")
+
+
+def memory_overhead(name, log_root):
+    """Resident growth across set-up and two logs; peak growth of a log.
+
+    Run in a fresh process per case (see `main`).
+    """
+    model = LOG_CASES[name]()
+    weights = sum(
+        int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize
+        for v in model.trainable_variables
+    )
     fused_reduction(model.trainable_variables)()  # Backend warmed up.
     gc.collect()
     now = _rss()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     logger = WeightNormLogger(os.path.join(log_root, "memory"))
     logger.set_model(model)
     logger.on_train_begin()
     logger.on_epoch_end(0)
+    gc.collect()
+    before_log = _rss()
+    _reset_peak()
     logger.on_epoch_end(1)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _peak() - before_log
+    gc.collect()
     held = _rss() - now
     logger.on_train_end()
     print(
-        f"memory, {weights / 2**20:.0f} MiB of weights: resident "
-        f"+{held / 2**20:.0f} MiB ({held / weights:.2f}x, target <= 1.0x); "
-        f"peak +{(after - before) / 2**20:.0f} MiB "
-        f"(above the peak of building the model)"
+        f"memory, {name}, {weights / 2**20:.0f} MiB of weights: resident "
+        f"after two logs +{held / weights:.2f}x (target <= 1.0x); peak of "
+        f"a log +{peak / weights:.2f}x above the resident before it, "
+        f"snapshot included: {(peak + before_log - now) / weights:.2f}x "
+        "(target <= 1.25x)"
     )
 
 
@@ -289,18 +370,30 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--parts", default="fit,log,trace,memory")
+    parser.add_argument("--memory-case", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_case:
+        with tempfile.TemporaryDirectory() as log_root:
+            memory_overhead(args.memory_case, log_root)
+        return
     parts = args.parts.split(",")
     print(f"backend: {keras.backend.backend()}")
+    with open("/proc/loadavg") as f:
+        print(f"load average: {f.read().strip()}")
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as log_root:
-        # Memory first: the peak RSS only grows.
         if "memory" in parts:
-            memory_overhead(log_root)
+            for name in LOG_CASES:  # A fresh process each: a clean heap.
+                subprocess.run(
+                    [sys.executable, __file__, "--memory-case", name],
+                    check=True,
+                )
         if "trace" in parts:
-            first_log_many_variables(log_root)
+            for name, build in TRACE_CASES.items():
+                first_log(name, build(), log_root)
         if "log" in parts:
-            log_vs_floor(log_root)
+            for name, build in LOG_CASES.items():
+                log_vs_floor(name, build(), log_root)
         if "fit" not in parts:
             return
         x = rng.normal(size=(2048, 28, 28, 1)).astype("float32")

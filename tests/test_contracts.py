@@ -396,6 +396,7 @@ SPECS = {
             update_freq=2,
             norms=("l2", "max"),
             hparams={"decay": 0.1},
+            group_by="layer",
         ),
         [
             (

@@ -4,6 +4,7 @@ Every logged number is read back from the event files and compared with a
 NumPy computation on the weights captured at the moment of the log.
 """
 
+import errno
 import glob
 import json
 import os
@@ -13,6 +14,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -92,6 +94,26 @@ def make_model(d=6, regularizer=None):
     )
 
 
+def np_statistics(w, last):
+    """Every per-variable statistic of `w` after `last`, with NumPy."""
+    return {
+        "weight_norm": np.linalg.norm(w),
+        "weight_l1": np.sum(np.abs(w)),
+        "weight_max": np.max(np.abs(w)),
+        "update_ratio": np_ratio(w, last),
+        "sparsity": np.mean(np.abs(w) < 1e-3),
+        "nonfinite": 0.0,
+    }
+
+
+def assert_logged(events, name, expected, index=0, step=None):
+    """The `index`-th value of each `<prefix>/<name>` tag is as expected."""
+    for prefix, want in expected.items():
+        got_step, got = scalars(events, f"{prefix}/{name}")[index]
+        assert step is None or got_step == step
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
 def np_ratio(now, last):
     denominator = np.linalg.norm(last)
     if denominator == 0:
@@ -125,18 +147,8 @@ def test_epoch_logs_match_numpy(tmp_path, d):
     assert [s for s, _ in capture.snapshots] == [0, 1, 2]
     for i, (step, weights) in enumerate(capture.snapshots):
         for path, w in weights.items():
-            expected = {
-                "weight_norm": np.linalg.norm(w),
-                "weight_l1": np.sum(np.abs(w)),
-                "weight_max": np.max(np.abs(w)),
-                "update_ratio": np_ratio(w, last[path]),
-                "sparsity": np.mean(np.abs(w) < 1e-3),
-                "nonfinite": 0.0,
-            }
-            for prefix, want in expected.items():
-                got_step, got = scalars(events, f"{prefix}/{path}")[i]
-                assert got_step == step
-                np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+            expected = np_statistics(w, last[path])
+            assert_logged(events, path, expected, i, step)
         global_norm = np.sqrt(sum(np.sum(w**2) for w in weights.values()))
         kernel_path = model.layers[0].kernel.path
         penalty = rate / 2 * np.sum(weights[kernel_path] ** 2)
@@ -308,6 +320,125 @@ def test_histograms(tmp_path):
         np.testing.assert_allclose(buckets[:, 2], counts, atol=1)
 
 
+def test_group_by_layer_matches_numpy(tmp_path):
+    # d=1000: the 1000 x 5 kernel is reduced by the backend's kernel, the
+    # bias on the host; the layer's statistics combine both.
+    x, y = make_data(d=1000)
+    x = x / np.sqrt(1000 / 6.0)
+    model = make_model(d=1000)
+    kernel = model.layers[0].kernel
+    value = _numpy(kernel, np.float32)
+    value[:3] = 1e-5  # Sparsity neither 0 nor 1.
+    kernel.assign(value)
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    logger = WeightNormLogger(
+        tmp_path, norms=("l2", "l1", "max"), histograms=True, group_by="layer"
+    )
+    capture = Capture()
+    model.fit(
+        x, y, epochs=2, batch_size=16, verbose=0, callbacks=[logger, capture]
+    )
+    events = read_events(tmp_path)
+    layers = {}
+    for v in model.trainable_variables:
+        layers.setdefault(v.path.rpartition("/")[0], []).append(v.path)
+    assert len(layers) == 2
+    for tag in events:  # No per-variable tag.
+        assert not tag.endswith(("/kernel", "/bias")), tag
+    assert {f"weight_norm/{name}" for name in layers} <= set(events)
+    last = capture.begin
+    for i, (step, weights) in enumerate(capture.snapshots):
+        for name, members in layers.items():
+            w = np.concatenate([weights[p].ravel() for p in members])
+            w_last = np.concatenate([last[p].ravel() for p in members])
+            assert_logged(events, name, np_statistics(w, w_last), i, step)
+            _, buckets, _ = events[f"weight_histogram/{name}"][i]
+            assert buckets[:, 2].sum() == w.size
+        last = weights
+    sparsity = scalars(events, f"sparsity/{model.layers[0].path}")
+    assert 0 < sparsity[0][1] < 1
+
+
+def test_more_than_2000_tags_warns_once_naming_group_by(tmp_path):
+    # 260 Dense(2) layers: 520 variables x 4 statistics + 2 = 2,082 tags;
+    # one set per layer is 260 x 4 + 2 = 1,042.
+    model = keras.Sequential(
+        [keras.Input((2,))] + [keras.layers.Dense(2) for _ in range(260)]
+    )
+    logger = WeightNormLogger(tmp_path / "a")
+    logger.set_model(model)
+    with pytest.warns(UserWarning, match='2082 .*group_by="layer" writes 1042'):
+        logger.on_train_begin()
+    logger.on_train_end()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        logger.on_train_begin()  # Once per logger.
+        logger.on_train_end()
+        by_layer = WeightNormLogger(tmp_path / "b", group_by="layer")
+        by_layer.set_model(model)
+        by_layer.on_train_begin()
+        by_layer.on_train_end()
+
+
+def test_bfloat16_variables_match_numpy(tmp_path):
+    # bfloat16 variables, one over the host-reduction size (1000 x 5): the
+    # statistics are those of the exact bfloat16 values, in float32.
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential(
+        [keras.Input((1000,)), keras.layers.Dense(5, dtype="bfloat16")]
+    )
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    logger = WeightNormLogger(tmp_path, norms=("l2", "l1", "max"))
+    logger.set_model(model)
+    logger.on_train_begin()
+    begin = {v.path: _numpy(v) for v in model.trainable_variables}
+    for v in model.trainable_variables:
+        v.assign(ops.cast(ops.convert_to_tensor(begin[v.path]) * 1.5, v.dtype))
+    logger.on_epoch_end(0)
+    logger.on_train_end()
+    events = read_events(tmp_path)
+    for v in model.trainable_variables:
+        expected = np_statistics(_numpy(v), begin[v.path])
+        assert_logged(events, v.path, expected, step=0)
+
+
+def test_lion_constraint_obeys_the_box_bound(tmp_path):
+    # Lion, eta = 0.02, lambda = 0.5: timescale 100 steps. Weights drawn
+    # outside the box (lambda * max|w_0| = 3.5), fresh random data each
+    # step so that gradient signs keep changing; 600 steps, a log every 50.
+    eta, lam, steps = 0.02, 0.5, 600
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16)])
+    rng = np.random.default_rng(3)
+    kernel = rng.uniform(-3.0, 3.0, size=(8, 16)).astype("float32") / lam
+    kernel[2, 5] = 3.5 / lam
+    model.layers[0].kernel.assign(kernel)
+    model.compile(keras.optimizers.Lion(eta, weight_decay=lam), "mse")
+    x = rng.normal(size=(steps * 8, 8)).astype("float32")
+    y = rng.normal(size=(steps * 8, 16)).astype("float32")
+    logger = WeightNormLogger(tmp_path, update_freq=50)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[logger])
+    events = read_events(tmp_path)
+    path = model.layers[0].kernel.path
+    logged = scalars(events, f"constraint/{path}")
+    assert [s for s, _ in logged] == list(range(50, steps + 1, 50))
+    start = lam * np.max(np.abs(kernel))
+    np.testing.assert_allclose(start, 3.5)
+    for step, value in logged:
+        bound = 1 + max(start - 1, 0) * (1 - eta * lam) ** step
+        assert value <= bound * (1 + 1e-5), (step, value, bound)
+    assert logged[0][1] > 1.5  # Outside the box at first...
+    assert logged[-1][1] <= 1.0  # ...inside after 6 timescales.
+    # The bias starts at 0, inside the box: it never leaves it.
+    bias = scalars(events, f"constraint/{model.layers[0].bias.path}")
+    assert all(value <= 1.0 for _, value in bias)
+    np.testing.assert_allclose(
+        logged[-1][1],
+        lam * np.max(np.abs(_numpy(model.layers[0].kernel))),
+        rtol=RTOL,
+    )
+
+
 def test_nonfinite_stops_training(tmp_path):
     x, y = make_data()
     model = make_model()
@@ -351,6 +482,42 @@ def test_nonfinite_without_stop_continues(tmp_path):
     assert len(history.history["loss"]) == 2
     # The NaN spreads to the other variables during training.
     assert model.layers[0].bias.path in logger.nonfinite_variables
+
+
+def test_nonfinite_variable_has_every_statistic_nan(tmp_path):
+    # A 1000 x 5 kernel (reduced by the backend's kernel) holds a NaN, a
+    # 5-entry bias (reduced on the host) only an Inf: on every backend every
+    # statistic of both says NaN, the counts are exact, the rest is finite.
+    model = make_model(d=1000)
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    kernel, bias = model.layers[0].kernel, model.layers[0].bias
+    logger = WeightNormLogger(
+        tmp_path, norms=("l2", "l1", "max"), stop_on_nonfinite=False
+    )
+    logger.set_model(model)
+    logger.on_train_begin()
+    value = _numpy(kernel, np.float32)
+    value[3, 2] = np.nan
+    kernel.assign(value)
+    bias.assign(np.array([1.0, -np.inf, 0.0, np.inf, 2.0], "float32"))
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        logger.on_epoch_end(0)
+    logger.on_train_end()
+    events = read_events(tmp_path)
+    columns = ["weight_norm", "weight_l1", "weight_max"]
+    columns += ["update_ratio", "sparsity"]
+    for variable, count in [(kernel, 1.0), (bias, 2.0)]:
+        for column in columns:
+            [(step, got)] = scalars(events, f"{column}/{variable.path}")
+            assert step == 0 and np.isnan(got), (column, variable.path, got)
+        assert scalars(events, f"nonfinite/{variable.path}") == [(0, count)]
+    assert np.isnan(scalars(events, "weight_norm/global")[0][1])
+    w = _numpy(model.layers[1].kernel)
+    [(_, got)] = scalars(events, f"weight_max/{model.layers[1].kernel.path}")
+    np.testing.assert_allclose(got, np.max(np.abs(w)), rtol=RTOL)
+    assert sorted(logger.nonfinite_variables) == sorted(
+        [kernel.path, bias.path]
+    )
 
 
 def test_unwritable_log_dir_fails_before_training(tmp_path):
@@ -414,6 +581,7 @@ def test_config_round_trip_and_validation():
         "histograms": False,
         "hparams": {"a": 1},
         "stop_on_nonfinite": True,
+        "group_by": "variable",
     }
     assert json.loads(json.dumps(config)) == config
     assert WeightNormLogger.from_config(config).get_config() == config
@@ -435,6 +603,8 @@ def test_config_round_trip_and_validation():
         ({"stop_on_nonfinite": None}, TypeError, "stop_on_nonfinite=None"),
         ({"log_dir": 3}, TypeError, "log_dir=3"),
         ({"log_dir": ""}, ValueError, "log_dir=''"),
+        ({"group_by": "model"}, ValueError, "group_by='model'"),
+        ({"group_by": None}, ValueError, "group_by=None"),
     ]
     for kwargs, error, received in cases:
         with pytest.raises(error, match=re.escape(f"Received: {received}")):
@@ -635,16 +805,40 @@ def test_write_failure_warns_once_and_logging_resumes(tmp_path):
     assert _numpy(model.optimizer.iterations, int) == 6
 
 
-def test_disk_full_warns_once_and_training_goes_on(tmp_path, monkeypatch):
-    if not os.path.exists("/dev/full"):
+class _FullDiskFile:
+    """A real file on disk whose writes fail as on a full disk."""
+
+    def __init__(self, path):
+        self.file = open(path, "wb")
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    flush = write
+
+    def close(self):
+        self.file.close()
+
+
+# "dev_full": the file is /dev/full; "file_on_disk": the event file is
+# created, as on a real full disk, and each write to it fails.
+@pytest.mark.parametrize("where", ["dev_full", "file_on_disk"])
+def test_disk_full_warns_once_and_training_goes_on(
+    tmp_path, monkeypatch, where
+):
+    if where == "dev_full" and not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full on this system")
     from keras_decay.callbacks._weight_norm_logger import _writer
 
     real_open = _writer._open_file
     full = {"on": False}
 
-    def open_file(path):  # /dev/full: every flush fails with ENOSPC.
-        return open("/dev/full", "wb") if full["on"] else real_open(path)
+    def open_file(path):  # Every write or flush fails with ENOSPC.
+        if not full["on"]:
+            return real_open(path)
+        if where == "dev_full":
+            return open("/dev/full", "wb")
+        return _FullDiskFile(path)
 
     monkeypatch.setattr(_writer, "_open_file", open_file)
     logger = WeightNormLogger(tmp_path, update_freq=1)
@@ -654,10 +848,10 @@ def test_disk_full_warns_once_and_training_goes_on(tmp_path, monkeypatch):
             if batch == 1:
                 full["on"] = True
                 os.remove(logger.event_file)  # The logger opens a new file.
-            if batch == 3:
+            if batch == 4:
                 full["on"] = False
 
-    x, y = make_data(n=64)
+    x, y = make_data(n=96)
     model = make_model()
     model.compile(keras.optimizers.SGD(0.05), "mse")
     with pytest.warns(RuntimeWarning, match="No space left") as caught:
@@ -671,7 +865,10 @@ def test_disk_full_warns_once_and_training_goes_on(tmp_path, monkeypatch):
         )
     assert len([w for w in caught if "could not write" in str(w.message)]) == 1
     steps = [s for s, _ in scalars(read_events(tmp_path), "weight_norm/global")]
-    assert steps == [4]  # 1 was in the removed file, 2 and 3 hit ENOSPC.
+    assert steps == [5, 6]  # 1 was in the removed file, 2-4 hit ENOSPC.
+    # Each of the 3 failed logs opened a new file: none is left behind.
+    files = glob.glob(os.path.join(tmp_path, "train", "events.*"))
+    assert len(files) == 1, files
 
 
 _HOLD_RUN_FOLDER = """

@@ -12,6 +12,7 @@ from keras_decay import rules
 from keras_decay._keras_compat import should_write_summaries
 from keras_decay._keras_compat import sync_jax_state
 from keras_decay._keras_compat import unwrap_optimizer
+from keras_decay._keras_compat import uses_weight_decay
 from keras_decay._validation import check_bool
 from keras_decay._validation import check_choice
 from keras_decay._validation import check_positive_int
@@ -25,6 +26,9 @@ from keras_decay.optimizers import current_hyperparameters
 __all__ = ["WeightNormLogger"]
 
 _NORMS = ("l2", "l1", "max")
+# More tags than this per run and TensorBoard takes minutes to load them
+# (tensorboard#4170: 12,345 tags, 1.6 min).
+TAG_BUDGET = 2000
 
 
 def _check_update_freq(update_freq):
@@ -96,7 +100,19 @@ class WeightNormLogger(keras.callbacks.Callback):
     sparsity/<path>      = mean(abs(w) < 1e-3)
     nonfinite/<path>     = sum(logical_not(isfinite(w)))
     weight_histogram/<path>                          # histograms=True
+    constraint/<path>    = lambda * max(abs(w))       # under Lion
     ```
+
+    Under `keras.optimizers.Lion` (keras_decay's `Lion` included) with
+    decoupled decay `lambda` (the optimizer's `weight_decay` at the logged
+    step times the variable's `decay_mult`; 0 for a variable excluded from
+    decay), `constraint/<path>` shows Lion's box (Chen, Liu, Liang, Liu,
+    ICLR 2024, arXiv 2310.05898): Lion with decoupled decay solves
+    `min f` subject to `max|w| <= 1/lambda`, and Keras' update
+    `w <- (1 - eta * lambda) * w - eta * sign(...)` gives, for constant
+    `eta` and `lambda`, `lambda * max|w_t| <= 1 + max(lambda * max|w_0| - 1,
+    0) * (1 - eta * lambda)**t`: the value falls to at most 1 within a few
+    timescales `1 / (eta * lambda)` and stays there.
 
     `w_last` is the value at the previous log (at the start of `fit` for the
     first log of a `fit`). Once per log also `weight_norm/global =
@@ -112,23 +128,38 @@ class WeightNormLogger(keras.callbacks.Callback):
     same step, `step = iterations - 1`, by
     `keras_decay.optimizers.current_hyperparameters` (any Keras optimizer).
 
-    All statistics come from one compiled function (a `tf.function` on
-    TensorFlow, `jax.jit` on JAX, eager `torch.no_grad()` code on PyTorch),
-    built once per model and reused by later fits, that reads each variable
-    once and hands one stacked vector to the host. Events are written with
-    TensorBoard's record writer (TensorFlow is not imported on the other
-    backends) and flushed at each log, so a killed process loses at most
-    the log being written. The logger keeps a copy of each trainable
-    variable (the `w_last` snapshot): as much extra memory as the trainable
+    Each variable is reduced once per log to a few sums (`sum(w**2)`,
+    `sum((w - w_last)**2)`, the count of tiny entries, and `sum(abs(w))`,
+    `max(abs(w))` when logged) by a kernel compiled once per distinct
+    shape and dtype (a `tf.function` on TensorFlow, `jax.jit` on JAX,
+    eager chunks of
+    `torch.linalg.vector_norm` on PyTorch); variables of at most 4,096
+    entries are reduced on the host with NumPy. Everything else is derived
+    in float64 on the host: `norm(w_last)` is the previous log's
+    `weight_norm`, and non-finite entries are counted (one more pass) only
+    where `sum(w**2)` is not finite. The kernels are built once per model
+    and reused by later fits. Events are written with TensorBoard's record
+    writer (TensorFlow is not imported on the other backends) and flushed
+    at each log, so a killed process loses at most the log being written.
+    The logger keeps a copy of each trainable variable (the `w_last`
+    snapshot, updated in place): as much extra memory as the trainable
     weights.
+
+    A variable with a NaN or Inf entry has every statistic NaN but
+    `nonfinite` (its count), on every backend, and so has
+    `weight_norm/global`; the next log's `update_ratio` of that variable
+    (against that snapshot) is NaN too. Histograms count the finite
+    entries only.
 
     A NaN or Inf in a variable is logged and, with `stop_on_nonfinite=True`,
     stops training (`model.stop_training = True`) with a `RuntimeWarning`
-    naming the variables. A `log_dir` that cannot be written raises an
+    naming the variables (the layers with `group_by="layer"`), also kept
+    in `nonfinite_variables`. A `log_dir` that cannot be written raises an
     `OSError` at `on_train_begin`, before any training step; a write that
     fails later (disk full, folder deleted) is one `RuntimeWarning` naming
     the logger and the path, training goes on and logging resumes when the
-    folder can be written again. A second writer on the same run folder
+    folder can be written again (an event file left without any event by
+    a failed write is removed). A second writer on the same run folder
     (another process) is warned about and writes to a distinct run,
     `train-<host>-<pid>`. Under a `tf.distribute` strategy the statistics
     are computed once, in cross-replica context, and only the chief worker
@@ -151,6 +182,18 @@ class WeightNormLogger(keras.callbacks.Callback):
             to `None`.
         stop_on_nonfinite: Bool. Whether to stop training when a variable
             holds NaN or Inf. Defaults to `True`.
+        group_by: `"variable"` or `"layer"`. `"layer"` logs each statistic
+            once per layer, tagged with the layer's path (the variables'
+            `path` without its last part, e.g. `sequential/dense`), over
+            the layer's trainable variables `G`: `weight_norm =
+            sqrt(sum_G sum(w**2))`, `weight_l1 = sum_G sum(abs(w))`,
+            `weight_max = max_G max(abs(w))`, `update_ratio =
+            sqrt(sum_G sum((w - w_last)**2)) / sqrt(sum_G sum(w_last**2))`,
+            `sparsity = sum_G count(abs(w) < 1e-3) / sum_G size(w)`,
+            `nonfinite = sum_G nonfinite(w)`, one histogram of all its
+            entries. A run that would write more than 2,000 tags warns once
+            (a `UserWarning` naming this option): TensorBoard loads that
+            many slowly. Defaults to `"variable"`.
 
     Example:
 
@@ -172,6 +215,7 @@ class WeightNormLogger(keras.callbacks.Callback):
         histograms=False,
         hparams=None,
         stop_on_nonfinite=True,
+        group_by="variable",
     ):
         super().__init__()
         expected = "a non-empty str or path"
@@ -187,6 +231,9 @@ class WeightNormLogger(keras.callbacks.Callback):
         self.stop_on_nonfinite = check_bool(
             stop_on_nonfinite, "stop_on_nonfinite"
         )
+        self.group_by = check_choice(
+            group_by, "group_by", ("variable", "layer")
+        )
         self._every = 1 if self.update_freq == "batch" else self.update_freq
         if self.update_freq == "epoch":
             # Keep Keras' default (a no-op) so that `fit` may still dispatch
@@ -196,6 +243,7 @@ class WeightNormLogger(keras.callbacks.Callback):
         self._statistics = None
         self._key = None
         self._hparams_written = False
+        self._warned_tags = False
         self.nonfinite_variables = []
 
     def get_config(self):
@@ -206,6 +254,7 @@ class WeightNormLogger(keras.callbacks.Callback):
             "histograms": self.histograms,
             "hparams": None if self.hparams is None else dict(self.hparams),
             "stop_on_nonfinite": self.stop_on_nonfinite,
+            "group_by": self.group_by,
         }
 
     @classmethod
@@ -268,12 +317,48 @@ class WeightNormLogger(keras.callbacks.Callback):
                 path, i = f"{variable.path}_{i}", i + 1
             seen.add(path)
             paths.append(path)
+        layers = {}
+        for i, variable in enumerate(variables):
+            layer = variable.path.rpartition("/")[0] or variable.path
+            layers.setdefault(layer, []).append(i)
+        if self.group_by == "layer":
+            groups = list(layers.items())
+        else:
+            groups = [(p, [i]) for i, p in enumerate(paths)]
+        # Lion with decoupled decay lambda keeps max|w| <= 1/lambda (Chen
+        # et al. 2024): log lambda * max|w|.
+        self._lion = isinstance(optimizer, keras.optimizers.Lion)
+        self._decays = None
         self._statistics = Statistics(
             variables,
             paths,
             self.norms,
             self.histograms,
             hypers,
+            groups,
+            constraint=self._lion,
+        )
+        self._check_tag_budget(len(layers))
+
+    def _check_tag_budget(self, layers):
+        """Warns once when a log writes more than `TAG_BUDGET` tags."""
+        statistics = self._statistics
+        per_name = len(statistics.columns) + int(self.histograms)
+        tags = len(statistics.layout()[0]) + len(statistics.layout()[1])
+        if tags <= TAG_BUDGET or self._warned_tags:
+            return
+        self._warned_tags = True
+        if self.group_by == "variable":
+            fewer = tags - per_name * (len(statistics.names) - layers)
+            advice = f'group_by="layer" writes {fewer}'
+        else:
+            advice = "fewer norms, or histograms=False, write fewer"
+        warnings.warn(
+            f"WeightNormLogger writes {tags} TensorBoard tags per log (more "
+            f"than {TAG_BUDGET}; TensorBoard loads that many slowly): "
+            f"{advice}.",
+            UserWarning,
+            stacklevel=2,
         )
 
     def _decay_scalars(self, optimizer, step):
@@ -338,7 +423,10 @@ class WeightNormLogger(keras.callbacks.Callback):
         # The values the last step taken used (step `iterations - 1`).
         used = max(iterations - 1, 0)
         hypers = self._optimizer_values(optimizer, used)
-        scalars, histograms = self._in_scope(self._statistics.compute, hypers)
+        decays = self._lion_decays(optimizer, used) if self._lion else None
+        scalars, histograms = self._in_scope(
+            self._statistics.compute, hypers, decays
+        )
         if optimizer is not None:
             scalars.update(self._decay_scalars(optimizer, used))
         if self._writer is not None:
@@ -346,9 +434,26 @@ class WeightNormLogger(keras.callbacks.Callback):
             self._writer.write(step, summary)
         self._check_nonfinite(scalars)
 
+    def _lion_decays(self, optimizer, step):
+        """Each variable's decoupled decay `lambda` at `step` under Lion:
+        the optimizer's `weight_decay` times keras_decay's `decay_mult`
+        (0 where the variable is excluded from decay)."""
+        if self._decays is None:  # The optimizer is built by now.
+            multiplier = getattr(optimizer, "_decay_multiplier", None)
+            self._decays = np.array(
+                [
+                    0.0
+                    if not uses_weight_decay(optimizer, v)
+                    else (1.0 if multiplier is None else multiplier(v))
+                    for v in self._statistics.variables
+                ]
+            )
+        decay = current_hyperparameters(optimizer, step)["weight_decay"]
+        return float(decay) * self._decays
+
     def _check_nonfinite(self, scalars):
-        paths = self._statistics.paths
-        bad = [p for p in paths if scalars[f"nonfinite/{p}"] > 0]
+        names = self._statistics.names
+        bad = [n for n in names if scalars[f"nonfinite/{n}"] > 0]
         if not bad:
             return
         self.nonfinite_variables = bad

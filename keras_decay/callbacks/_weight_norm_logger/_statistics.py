@@ -1,14 +1,25 @@
-"""The logger's statistics: one compiled function per backend, keyed by tag.
+"""The logger's statistics: one small compiled kernel per shape and dtype.
 
-`Statistics.core` is written with `keras.ops`. Variables of at most
-`SMALL_SIZE` entries are flattened into one vector and reduced together
-with segment sums (a constant number of operations however many there are:
-the first log of a model with 1,000 small variables traces in seconds);
-larger ones are reduced one by one. The backend class compiles the core
-once (a `tf.function` on TensorFlow, `jax.jit` on JAX, eager
-`torch.no_grad()` on PyTorch, where `torch.compile` would take longer to
-trace than the logs it saves); the result is one float32 vector fetched to
-the host in one transfer, and `layout()` names every entry by its tag.
+Each variable is reduced on its own, to a few sums (`SUMS`); everything
+else is derived on the host, in float64, from those sums and from the
+previous log:
+
+- the snapshot's `sum(w_last**2)` is the previous log's `sum(w**2)` (the
+  snapshot is an exact copy of the weights then), so it is not recomputed;
+- non-finite entries are counted (one more pass) only for a variable whose
+  `sum(w**2)` is not finite: only then can it have one.
+
+Variables of more than `HOST_SIZE` entries are reduced by a kernel compiled
+once per distinct `(shape, dtype)` and called once per variable (a model of
+1,000 variables has a few dozen shapes: one giant compiled function over
+every variable traces and compiles far longer); the snapshot stays on the
+device, updated in place where the backend allows it. Smaller ones are
+fetched and reduced with NumPy on the host, with their snapshot there: for
+them a kernel launch costs more than the transfer.
+
+The backend kernels (`_TensorFlow`, `_JAX`, `_Torch`) all compute the
+`SUMS` in float32 from the variable and its snapshot, and replace the
+snapshot with the variable; `Statistics` does the rest.
 """
 
 import keras
@@ -18,33 +29,58 @@ from keras import ops
 NORM_PREFIX = {"l2": "weight_norm", "l1": "weight_l1", "max": "weight_max"}
 SPARSITY_THRESHOLD = 1e-3
 HISTOGRAM_BUCKETS = 30
-SMALL_SIZE = 1 << 16
+HOST_SIZE = 4096
+# Entries a PyTorch kernel reduces at a time (1 MiB of float32): the
+# temporaries stay in cache and the peak memory stays small.
+TORCH_CHUNK = 1 << 18
 
 
-def _histogram(w, finite, nonfinite):
+def _sum_names(norms, constraint):
+    """What each kernel returns, in order: always `square`, `change`,
+    `tiny`, then `l1` and `max` when those norms (or the constraint) are
+    logged."""
+    names = ["square", "change", "tiny"]
+    wanted = set(norms) | ({"max"} if constraint else set())
+    return names + [n for n in ("l1", "max") if n in wanted]
+
+
+def _host_sums(w, last, names):
+    """`_sum_names` values of a NumPy array and its snapshot, float64."""
+    w = np.asarray(w, np.float64).reshape(-1)
+    last = np.asarray(last, np.float64).reshape(-1)
+    abs_w = np.abs(w)
+    values = {
+        "square": np.dot(w, w),
+        "change": np.sum(np.square(w - last)),
+        "tiny": np.count_nonzero(abs_w < SPARSITY_THRESHOLD),
+        "l1": np.sum(abs_w),
+        "max": np.max(abs_w) if w.size else 0.0,
+    }
+    return [values[n] for n in names]
+
+
+def histogram_row(w):
     """`[low, high, counts...]` of the finite entries (30 equal buckets).
 
     Bucket `j` holds `low + j * width <= w < low + (j + 1) * width`, the
-    last one also `w == high`, as `tf.histogram_fixed_width`.
+    last one also `w == high`, as `tf.histogram_fixed_width`; float32
+    arithmetic, as the weights.
     """
-    flat = ops.reshape(w, [-1])
-    finite = ops.reshape(finite, [-1])
-    big = np.finfo("float32").max
-    any_finite = ops.any(finite)
-    low = ops.where(any_finite, ops.min(ops.where(finite, flat, big)), 0.0)
-    high = ops.where(any_finite, ops.max(ops.where(finite, flat, -big)), 0.0)
-    top = ops.where(low == high, low + 1.0, high)
+    flat = np.asarray(w, np.float32).reshape(-1)
+    flat = flat[np.isfinite(flat)]
     k = HISTOGRAM_BUCKETS
-    scaled = ops.floor((ops.where(finite, flat, low) - low) / (top - low) * k)
-    index = ops.cast(ops.clip(scaled, 0, k - 1), "int32")
-    counts = ops.segment_sum(ops.ones_like(flat), index, num_segments=k)
-    # Non-finite entries were counted in bucket 0 (as `low`): take them out.
-    counts = counts - ops.one_hot(0, k) * nonfinite
-    return ops.concatenate([ops.stack([low, high]), counts], axis=0)
+    if not flat.size:
+        return np.zeros(k + 2, np.float64)
+    low, high = flat.min(), flat.max()
+    top = low + np.float32(1.0) if low == high else high
+    scaled = np.floor((flat - low) / (top - low) * np.float32(k))
+    index = np.clip(scaled, 0, k - 1).astype(np.int64)
+    counts = np.bincount(index, minlength=k)
+    return np.concatenate([[low, high], counts]).astype(np.float64)
 
 
 class Statistics:
-    """Compiled statistics of a fixed list of variables, with snapshots.
+    """The statistics of a fixed list of variables, with snapshots.
 
     Keeps one copy of the variables (their values at the previous log).
     `reset()` takes the snapshot now; `compute(hypers)` returns
@@ -56,10 +92,21 @@ class Statistics:
     weight_max = max(abs(w))                       # those in `norms`
     update_ratio = sqrt(sum((w - w_last)**2)) / sqrt(sum(w_last**2))  # or 0
     sparsity = mean(abs(w) < 1e-3); nonfinite = sum(!isfinite(w))
+    constraint = decay * max(abs(w))               # with `constraint`
     ```
 
-    then `weight_norm/global`, `regularization/loss` (the variables'
-    regularizers) and the `hyper_tags` values passed to `compute`.
+    A variable with a non-finite entry has every statistic but `nonfinite`
+    NaN, and so has `weight_norm/global`; an `update_ratio` against such a
+    snapshot is NaN too. Then `weight_norm/global`, `regularization/loss`
+    (the variables' regularizers) and the `hyper_tags` values passed to
+    `compute`.
+
+    With `groups`, a list of `(name, [variable indices])`, the statistics
+    are per group `G` instead, tagged `<column>/<name>`: the sums over the
+    variables of `G` (`sqrt(sum_G sum(w**2))`, `sum_G sum(abs(w))`,
+    `max_G max(abs(w))`, `sqrt(sum_G sum((w - w_last)**2)) /
+    sqrt(sum_G sum(w_last**2))`, `sum_G count(abs(w) < 1e-3) / sum_G
+    size(w)`, `sum_G nonfinite`), NaN for a group with a non-finite entry.
 
     Args:
         variables: List of Keras variables.
@@ -67,269 +114,420 @@ class Statistics:
         norms: Tuple of `"l2"`, `"l1"`, `"max"`.
         histograms: Bool.
         hyper_tags: Tags of the values passed to `compute`.
+        constraint: Bool. Whether to add the `constraint` column (the
+            `decays` passed to `compute` times `max(abs(w))`; the maximum
+            over a group).
+        groups: Optional list of `(name, [variable indices])` covering
+            every variable once. Defaults to one group per variable, named
+            by its path.
     """
 
-    def __init__(self, variables, paths, norms, histograms, hyper_tags):
+    def __init__(
+        self,
+        variables,
+        paths,
+        norms,
+        histograms,
+        hyper_tags,
+        groups=None,
+        constraint=False,
+    ):
         self.variables = list(variables)
         self.paths = list(paths)
+        if groups is None:
+            groups = [(p, [i]) for i, p in enumerate(self.paths)]
+        self.names = [name for name, _ in groups]
+        self.group_ids = np.zeros(len(self.variables), np.int64)
+        for g, (_, members) in enumerate(groups):
+            self.group_ids[members] = g
         self.histograms = bool(histograms)
         self.hyper_tags = list(hyper_tags)
         self.columns = [NORM_PREFIX[n] for n in norms]
         self.columns += ["update_ratio", "sparsity", "nonfinite"]
-        sizes = [int(np.prod(v.shape)) for v in self.variables]
-        self.small = [i for i, n in enumerate(sizes) if n <= SMALL_SIZE]
-        self.large = [i for i, n in enumerate(sizes) if n > SMALL_SIZE]
-        self.small_sizes = np.array([sizes[i] for i in self.small], "float32")
-        # Which small variable each entry of the flat vector belongs to.
-        self.segment_ids = np.repeat(
-            np.arange(len(self.small), dtype="int32"),
-            [sizes[i] for i in self.small],
+        self.columns += ["constraint"] if constraint else []
+        self.sum_names = _sum_names(norms, constraint)
+        self.sizes = np.array(
+            [int(np.prod(v.shape)) for v in self.variables], np.float64
         )
-        self._backend = _BACKENDS[keras.backend.backend()](self)
-
-    def layout(self):
-        """`(scalar tags, histogram paths)`, in the order of the vector."""
-        order = self.small + self.large
-        tags = [f"{c}/{self.paths[i]}" for i in order for c in self.columns]
-        tags += ["weight_norm/global", "regularization/loss"]
-        tags += self.hyper_tags
-        return tags, self.paths if self.histograms else []
-
-    def snapshot(self, weights):
-        """What the next log compares with: the small ones flat, in float32."""
-        snapshot = [self._flat(weights)] if self.small else []
-        return snapshot + [weights[i] for i in self.large]
-
-    def _flat(self, weights):
-        return ops.concatenate(
-            [
-                ops.reshape(ops.cast(weights[i], "float32"), [-1])
-                for i in self.small
-            ]
-        )
-
-    def core(self, weights, lasts, segment_ids, hypers):
-        """Every statistic, stacked in `layout()` order; and the new snapshot.
-
-        Args:
-            weights: The variables' current values (backend tensors).
-            lasts: The snapshot of the previous log (see `snapshot`).
-            segment_ids: `self.segment_ids` as a tensor.
-            hypers: 1-D float32 tensor of the `hyper_tags` values.
-        """
-        blocks, squares, snapshot = [], [], []
-        if self.small:
-            flat = self._flat(weights)
-            blocks.append(self._reduce_small(flat, lasts[0], segment_ids))
-            squares.append(ops.sum(ops.square(flat)))
-            snapshot.append(flat)
-            lasts = lasts[1:]
-        for i, last in zip(self.large, lasts):
-            w = ops.cast(weights[i], "float32")
-            block, square = self._reduce_one(w, ops.cast(last, "float32"))
-            blocks.append(block)
-            squares.append(square)
-            snapshot.append(weights[i])
-        global_norm = ops.sqrt(ops.sum(ops.stack(squares))) if squares else 0.0
-        penalties = [
-            ops.cast(v.regularizer(w), "float32")
-            for v, w in zip(self.variables, weights)
+        self.host = [i for i, n in enumerate(self.sizes) if n <= HOST_SIZE]
+        self.device = [i for i, n in enumerate(self.sizes) if n > HOST_SIZE]
+        self.regularized = [
+            i
+            for i, v in enumerate(self.variables)
             if getattr(v, "regularizer", None) is not None
         ]
-        penalty = ops.sum(ops.stack(penalties)) if penalties else 0.0
-        blocks.append(ops.stack([global_norm, penalty]))
-        blocks.append(ops.cast(ops.reshape(hypers, [-1]), "float32"))
-        if self.histograms:
-            for w in weights:
-                w = ops.cast(w, "float32")
-                finite = ops.isfinite(w)
-                nonfinite = ops.sum(
-                    ops.cast(ops.logical_not(finite), "float32")
-                )
-                blocks.append(_histogram(w, finite, nonfinite))
-        return ops.concatenate(blocks, axis=0), snapshot
+        self._backend = _BACKENDS[keras.backend.backend()](self)
+        self._host_lasts = None
+        self._last_square = None
 
-    def _columns(self, sums, maxima, sizes):
-        """The `[k, len(columns)]` block from the per-variable reductions."""
-        square, l1, change, last_square, tiny, nonfinite = sums
-        positive = last_square > 0
-        values = {
-            "weight_norm": ops.sqrt(square),
-            "weight_l1": l1,
-            "weight_max": maxima,
-            "update_ratio": ops.where(
-                positive,
-                ops.sqrt(change)
-                / ops.sqrt(ops.where(positive, last_square, 1.0)),
-                0.0,
-            ),
-            "sparsity": tiny / sizes,
-            "nonfinite": nonfinite,
-        }
-        return [values[c] for c in self.columns]
+    def layout(self):
+        """`(scalar tags, histogram paths)`, in the order of `compute`."""
+        tags = [f"{c}/{n}" for n in self.names for c in self.columns]
+        tags += ["weight_norm/global", "regularization/loss"]
+        tags += self.hyper_tags
+        return tags, self.names if self.histograms else []
 
-    def _terms(self, w, last):
-        abs_w = ops.abs(w)
-        terms = [
-            ops.square(w),
-            abs_w,
-            ops.square(w - last),
-            ops.square(last),
-            ops.cast(abs_w < SPARSITY_THRESHOLD, "float32"),
-            ops.cast(ops.logical_not(ops.isfinite(w)), "float32"),
-        ]
-        return terms, abs_w
-
-    def _reduce_small(self, flat, last, segment_ids):
-        k = len(self.small)
-        terms, abs_w = self._terms(flat, last)
-        sums = [ops.segment_sum(t, segment_ids, num_segments=k) for t in terms]
-        maxima = ops.segment_max(abs_w, segment_ids, num_segments=k)
-        columns = self._columns(sums, maxima, self.small_sizes)
-        return ops.reshape(ops.stack(columns, axis=1), [-1])
-
-    def _reduce_one(self, w, last):
-        terms, abs_w = self._terms(w, last)
-        sums = [ops.sum(t) for t in terms]
-        size = float(np.prod(w.shape))
-        return ops.stack(self._columns(sums, ops.max(abs_w), size)), sums[0]
+    def _sums(self, reset):
+        """`[variables, sum_names]` float64; moves every snapshot."""
+        sums = np.zeros((len(self.variables), len(self.sum_names)))
+        values = self._backend.fetch([self.variables[i] for i in self.host])
+        if reset:
+            self._host_lasts = [np.array(v) for v in values]
+        for row, (i, value) in enumerate(zip(self.host, values)):
+            last = self._host_lasts[row]
+            sums[i] = _host_sums(value, last, self.sum_names)
+            last[...] = value
+        # Called without device variables too: on TensorFlow the same call
+        # computes the penalty.
+        rows = self._backend.sums(reset)
+        if self.device:
+            sums[self.device] = rows
+        return sums
 
     def reset(self):
-        self._backend.reset()
+        """Takes the snapshot now (and its `sum(w**2)`)."""
+        self._last_square = self._sums(reset=True)[:, 0]
 
-    def compute(self, hypers):
-        if isinstance(hypers, (list, tuple)):  # Python floats
-            hypers = np.asarray(hypers, "float32").reshape([len(hypers)])
-        vector = self._backend.compute(hypers)  # The one transfer.
-        tags, histogram_paths = self.layout()
-        n = len(tags)
-        scalars = dict(zip(tags, vector[:n].tolist()))
-        rows = vector[n:].reshape(len(histogram_paths), HISTOGRAM_BUCKETS + 2)
-        return scalars, dict(zip(histogram_paths, rows.astype(np.float64)))
+    def _group(self, values, reduce=np.add):
+        """Per-variable `values` reduced over each group's variables."""
+        out = np.full(len(self.names), -np.inf if reduce is np.maximum else 0.0)
+        reduce.at(out, self.group_ids, values)
+        return out
+
+    def compute(self, hypers, decays=None):
+        """`({tag: float}, {name: histogram row})` of the current values.
+
+        Args:
+            hypers: The `hyper_tags` values.
+            decays: With `constraint`, each variable's decoupled weight
+                decay `lambda` (0 where none applies).
+        """
+        sums = dict(zip(self.sum_names, self._sums(reset=False).T))
+        square = sums["square"]
+        nonfinite = np.zeros(len(self.variables))
+        for i in np.flatnonzero(~np.isfinite(square)):
+            nonfinite[i] = self._backend.count_nonfinite(self.variables[i])
+        last, self._last_square = self._last_square, square
+        sums.update(last=last, nonfinite=nonfinite, size=self.sizes)
+        if "constraint" in self.columns:
+            sums["constraint"] = np.asarray(decays, np.float64) * sums["max"]
+        maxima = ("max", "constraint")
+        grouped = {
+            k: self._group(v, np.maximum if k in maxima else np.add)
+            for k, v in sums.items()
+        }
+        last = grouped["last"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.sqrt(grouped["change"]) / np.sqrt(last)
+        ratio = np.where(last == 0, 0.0, ratio)
+        values = {
+            "weight_norm": np.sqrt(grouped["square"]),
+            "weight_l1": grouped.get("l1"),
+            "weight_max": grouped.get("max"),
+            "update_ratio": np.where(np.isfinite(last), ratio, np.nan),
+            "sparsity": grouped["tiny"] / np.maximum(grouped["size"], 1),
+            "constraint": grouped.get("constraint"),
+        }
+        bad = grouped["nonfinite"] > 0
+        table = [
+            np.where(bad, np.nan, values[c])
+            if c != "nonfinite"
+            else grouped["nonfinite"]
+            for c in self.columns
+        ]
+        table = np.stack(table, axis=1).reshape(-1)
+        global_norm = np.nan if bad.any() else np.sqrt(np.sum(square))
+        penalty = self._backend.penalty() if self.regularized else 0.0
+        vector = np.concatenate(
+            [table, [global_norm, penalty], np.asarray(hypers, np.float64)]
+        )
+        tags, histogram_names = self.layout()
+        scalars = dict(zip(tags, vector.tolist()))
+        histograms = {}
+        if self.histograms:
+            values = self._backend.fetch(self.variables)
+            for g, name in enumerate(histogram_names):
+                members = np.flatnonzero(self.group_ids == g)
+                flat = [np.reshape(values[i], [-1]) for i in members]
+                histograms[name] = histogram_row(np.concatenate(flat))
+        return scalars, histograms
+
+
+def _stats(w, last, names, barrier):
+    """The `names` sums of `w` against `last`, float32, with `keras.ops`.
+
+    `barrier(w)` hides `w` from XLA's fusion of sibling reductions: XLA's
+    CPU backend turns several reductions of one input into one scalar loop
+    (measured 10-40x slower than separate vectorised reductions).
+    """
+    w = ops.cast(w, "float32")
+    last = ops.cast(last, "float32")
+    change = w - last
+    values = {
+        "square": lambda: ops.sum(ops.square(barrier(w))),
+        "change": lambda: ops.sum(ops.square(change)),
+        "tiny": lambda: ops.cast(
+            ops.sum(
+                ops.cast(ops.abs(barrier(w)) < SPARSITY_THRESHOLD, "int32")
+            ),
+            "float32",
+        ),
+        "l1": lambda: ops.sum(ops.abs(barrier(w))),
+        "max": lambda: ops.max(ops.abs(barrier(w))),
+    }
+    return ops.stack([values[n]() for n in names])
+
+
+def _count_nonfinite(w):
+    return ops.sum(ops.cast(ops.logical_not(ops.isfinite(w)), "int32"))
 
 
 class _TensorFlow:
-    """A `tf.function` over the variables; snapshots in `tf.Variable`s."""
+    """One `tf.function` over every device variable, each reduced by an
+    inner `tf.function` traced once per `(shape, dtype)`; snapshots in
+    `tf.Variable`s, assigned in the same function.
+
+    Without XLA: `jit_compile=True` kernels were slower (5.4x vs 4.2x the
+    fused floor on 20M parameters) and held 2.5x the weights resident
+    against 0.5x (`benchmarks/bench_logger.py`, 2026-12-02).
+    """
 
     def __init__(self, owner):
         import tensorflow as tf
 
         self.owner = owner
+        device = [owner.variables[i] for i in owner.device]
         # Plain (not mirrored) variables: one copy, not one per replica.
         with tf.init_scope():
-            shapes = [(len(owner.segment_ids),)] if owner.small else []
-            dtypes = ["float32"] if owner.small else []
-            for i in owner.large:
-                shapes.append(tuple(owner.variables[i].shape))
-                dtypes.append(owner.variables[i].dtype)
             self.snapshots = [
                 tf.Variable(
-                    tf.zeros(shape, dtype),
+                    tf.zeros(v.shape, v.dtype),
                     trainable=False,
                     name="weight_norm_logger_snapshot",
                 )
-                for shape, dtype in zip(shapes, dtypes)
+                for v in device
             ]
-            # A variable, not a graph constant: it may be large.
-            self.segment_ids = tf.Variable(
-                owner.segment_ids, trainable=False, name="segment_ids"
+        self._kernels = {}
+        self._sums = tf.function(self._sums_fn, autograph=False)
+        self._last_penalty = 0.0
+
+    def _kernel(self, dtype):
+        import tensorflow as tf
+
+        if dtype not in self._kernels:
+            names = self.owner.sum_names
+            self._kernels[dtype] = tf.function(
+                lambda w, last: _stats(w, last, names, tf.identity),
+                autograph=False,
+                reduce_retracing=False,
             )
-        self._compute = tf.function(self._compute_fn, autograph=False)
+        return self._kernels[dtype]
 
-    def _weights(self):
+    def _value(self, variable):
         import tensorflow as tf
 
-        return [tf.convert_to_tensor(v.value) for v in self.owner.variables]
+        return tf.convert_to_tensor(variable.value)
 
-    def _compute_fn(self, hypers):
+    def _sums_fn(self):
         import tensorflow as tf
 
-        lasts = [s.read_value() for s in self.snapshots]
-        vector, snapshot = self.owner.core(
-            self._weights(), lasts, self.segment_ids.read_value(), hypers
-        )
-        # Automatic control dependencies run these after the reads above.
-        for variable, value in zip(self.snapshots, snapshot):
-            variable.assign(value)
+        rows = []
+        for i, snapshot in zip(self.owner.device, self.snapshots):
+            w = self._value(self.owner.variables[i])
+            rows.append(self._kernel(w.dtype.name)(w, snapshot.read_value()))
+            # Automatic control dependencies: after the read above.
+            snapshot.assign(w)
+        # The penalty in the same call: one launch per log, not two.
+        penalty = self._penalty_fn() if self.owner.regularized else 0.0
         with tf.device("/CPU:0"):
-            return tf.identity(vector)
+            if not rows:
+                return tf.zeros([0, len(self.owner.sum_names)]), penalty
+            return tf.stack(rows), tf.identity(penalty)
 
-    def reset(self):
-        # Eager: cheaper than tracing a second function over every variable.
-        snapshot = self.owner.snapshot(self._weights())
-        for variable, value in zip(self.snapshots, snapshot):
-            variable.assign(value)
+    def sums(self, reset):
+        if reset:  # Eager: cheaper than tracing a second function.
+            for i, snapshot in zip(self.owner.device, self.snapshots):
+                snapshot.assign(self._value(self.owner.variables[i]))
+        rows, self._last_penalty = self._sums()
+        return rows.numpy().astype(np.float64)
 
-    def compute(self, hypers):
-        return self._compute(hypers).numpy()
+    def fetch(self, variables):
+        return [self._value(v).numpy() for v in variables]
+
+    def count_nonfinite(self, variable):
+        return float(_count_nonfinite(self._value(variable)))
+
+    def _penalty_fn(self):
+        variables = self.owner.variables
+        return ops.sum(
+            ops.stack(
+                [
+                    ops.cast(
+                        variables[i].regularizer(self._value(variables[i])),
+                        "float32",
+                    )
+                    for i in self.owner.regularized
+                ]
+            )
+        )
+
+    def penalty(self):
+        """The penalty computed with the last `sums`."""
+        return float(self._last_penalty)
 
 
 class _JAX:
-    """`jax.jit` of the core; the old snapshot is donated to the new one."""
+    """`jax.jit` kernels per `(shape, dtype)`, called per variable; each
+    snapshot is donated to the kernel that replaces it."""
 
     def __init__(self, owner):
         import jax
 
         self.owner = owner
-        self._compute = jax.jit(self._compute_fn, donate_argnums=(1,))
-        self.segment_ids = jax.numpy.asarray(owner.segment_ids)
+        self._kernel = jax.jit(self._kernel_fn, donate_argnums=(1,))
+        self._penalty = jax.jit(self._penalty_fn)
         self.lasts = None
 
-    def _compute_fn(self, weights, lasts, segment_ids, hypers):
-        vector, snapshot = self.owner.core(weights, lasts, segment_ids, hypers)
+    def _kernel_fn(self, w, last):
+        import jax
+
+        names = self.owner.sum_names
+        stats = _stats(w, last, names, jax.lax.optimization_barrier)
         # `w * 1`, not `w`: an output that is an input would be the same
         # buffer, which the next train step donates.
-        return vector, [w * 1 for w in snapshot]
+        return stats, w * 1
 
-    def _weights(self):
-        return [v.value for v in self.owner.variables]
+    def _values(self, indices):
+        return [self.owner.variables[i].value for i in indices]
 
-    def reset(self):
-        # Eager (copies): cheaper than compiling a second function.
-        self.lasts = [ops.copy(w) for w in self.owner.snapshot(self._weights())]
+    def sums(self, reset):
+        import jax
 
-    def compute(self, hypers):
-        vector, self.lasts = self._compute(
-            self._weights(), self.lasts, self.segment_ids, hypers
+        values = self._values(self.owner.device)
+        if reset:
+            self.lasts = [w * 1 for w in values]
+        rows = []
+        for k, w in enumerate(values):
+            stats, self.lasts[k] = self._kernel(w, self.lasts[k])
+            rows.append(stats)
+        return np.asarray(jax.device_get(rows), np.float64)
+
+    def fetch(self, variables):
+        import jax
+
+        return jax.device_get([_addressable(v.value) for v in variables])
+
+    def count_nonfinite(self, variable):
+        return float(_count_nonfinite(variable.value))
+
+    def _penalty_fn(self, weights):
+        variables = [self.owner.variables[i] for i in self.owner.regularized]
+        return ops.sum(
+            ops.stack(
+                [
+                    ops.cast(v.regularizer(w), "float32")
+                    for v, w in zip(variables, weights)
+                ]
+            )
         )
-        # Under multi-process JAX the vector spans every process: each holds
-        # a full (replicated) copy.
-        return np.asarray(vector.addressable_data(0))
+
+    def penalty(self):
+        value = self._penalty(self._values(self.owner.regularized))
+        return float(np.asarray(_addressable(value)))
+
+
+def _addressable(array):
+    """The whole array, or under multi-process JAX this process's copy of
+    a replicated one."""
+    if getattr(array, "is_fully_addressable", True):
+        return array
+    return array.addressable_data(0)
 
 
 class _Torch:
-    """Eager `keras.ops` under `torch.no_grad()`; snapshots copied."""
+    """Eager kernels under `torch.no_grad()`, in chunks of `TORCH_CHUNK`
+    entries: `torch.linalg.vector_norm` (no temporary), the snapshot
+    updated in place (`sub_`, norm, `copy_`)."""
 
     def __init__(self, owner):
         self.owner = owner
-        self.segment_ids = ops.convert_to_tensor(owner.segment_ids)
         self.lasts = None
 
-    def _weights(self):
-        return [v.value.detach() for v in self.owner.variables]
+    def _values(self, indices):
+        return [self.owner.variables[i].value.detach() for i in indices]
 
-    def reset(self):
+    def sums(self, reset):
         import torch
 
         with torch.no_grad():
-            self.lasts = [
-                w.clone() for w in self.owner.snapshot(self._weights())
+            values = self._values(self.owner.device)
+            if reset:
+                self.lasts = [w.clone() for w in values]
+            rows = [
+                self._kernel(w.reshape(-1), last.view(-1))
+                for w, last in zip(values, self.lasts)
             ]
+            if not rows:
+                return np.zeros((0, len(self.owner.sum_names)))
+            return torch.stack(rows).cpu().numpy().astype(np.float64)
 
-    def compute(self, hypers):
+    def _kernel(self, w, last):
+        import torch
+
+        norm = torch.linalg.vector_norm
+        names = self.owner.sum_names
+        f32 = torch.float32
+        totals = dict.fromkeys(names, 0.0)
+        totals["max"] = torch.zeros((), dtype=f32, device=w.device)
+        for part, part_last in zip(
+            w.split(TORCH_CHUNK), last.split(TORCH_CHUNK)
+        ):
+            totals["square"] += norm(part, dtype=f32) ** 2
+            if part.dtype == f32:
+                part_last.sub_(part)  # In place: the snapshot is overwritten.
+                totals["change"] += norm(part_last) ** 2
+            else:  # Not in the variable's lower precision.
+                totals["change"] += norm(part.float() - part_last.float()) ** 2
+            part_last.copy_(part)
+            tiny = torch.abs(part) < SPARSITY_THRESHOLD
+            totals["tiny"] += torch.count_nonzero(tiny)
+            if "l1" in totals:
+                totals["l1"] += norm(part, 1, dtype=f32)
+            if "max" in names:
+                totals["max"] = torch.maximum(
+                    totals["max"], norm(part, float("inf"), dtype=f32)
+                )
+        return torch.stack(
+            [torch.as_tensor(totals[n], dtype=f32) for n in names]
+        )
+
+    def fetch(self, variables):
+        import torch
+
+        values = [v.value.detach().cpu() for v in variables]
+        # NumPy has no bfloat16: widen those (exactly) to float32.
+        return [
+            (w.float() if w.dtype == torch.bfloat16 else w).numpy()
+            for w in values
+        ]
+
+    def count_nonfinite(self, variable):
         import torch
 
         with torch.no_grad():
-            vector, snapshot = self.owner.core(
-                self._weights(), self.lasts, self.segment_ids, hypers
-            )
-            # The flat vector is new; the large variables are copied in
-            # place (no second copy).
-            small = 1 if self.owner.small else 0
-            for last, w in zip(self.lasts[small:], snapshot[small:]):
-                last.copy_(w)
-            self.lasts[:small] = snapshot[:small]
-            return vector.cpu().numpy()
+            return float(_count_nonfinite(variable.value.detach()))
+
+    def penalty(self):
+        import torch
+
+        indices = self.owner.regularized
+        variables = [self.owner.variables[i] for i in indices]
+        with torch.no_grad():
+            penalties = [
+                ops.cast(v.regularizer(w), "float32")
+                for v, w in zip(variables, self._values(indices))
+            ]
+            return float(torch.stack(penalties).sum())
 
 
 _BACKENDS = {"tensorflow": _TensorFlow, "jax": _JAX, "torch": _Torch}

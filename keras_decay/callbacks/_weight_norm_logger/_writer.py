@@ -40,7 +40,9 @@ class EventWriter:
     `open()` raises `OSError` when the folder cannot be created or written.
     After that, a failed write (disk full, folder deleted, permissions
     changed) is one `RuntimeWarning` naming the owner and the path; later
-    writes open a new event file and go on when writing works again.
+    writes open a new event file and go on when writing works again. An
+    event file that holds no event yet when a write fails is removed (on a
+    full disk, each failed log would otherwise leave one more empty file).
     A second writer (another process, or another logger in this one) on the
     same run folder is detected with an advisory lock: it warns and writes
     to `<run_dir>-<host>-<pid>` instead, a distinct TensorBoard run.
@@ -53,6 +55,7 @@ class EventWriter:
         self._path = None
         self._lock = None
         self._failing = False
+        self._events = 0  # Events written to the current file.
 
     @property
     def path(self):
@@ -74,8 +77,9 @@ class EventWriter:
                 self._start_file()
             self._records.write(event.SerializeToString())
             self._records.flush()
+            self._events += 1
         except OSError as error:
-            self._discard_file()
+            self._discard_file(remove_if_empty=True)
             if not self._failing:
                 warnings.warn(
                     f"{self.owner} could not write TensorBoard events to "
@@ -116,12 +120,15 @@ class EventWriter:
             records.flush()
         except OSError:
             _close_quietly(records)
+            _remove_quietly(path)
             raise
-        self._records, self._path = records, path
+        self._records, self._path, self._events = records, path, 0
 
-    def _discard_file(self):
+    def _discard_file(self, remove_if_empty=False):
         if self._records is not None:
             _close_quietly(self._records)
+            if remove_if_empty and not self._events:
+                _remove_quietly(self._path)
         self._records = None
 
     def _lock_run_dir(self):
@@ -157,6 +164,13 @@ class EventWriter:
         lock.write(f"process {os.getpid()} on {socket.gethostname()}\n")
         lock.flush()
         self._lock = lock
+
+
+def _remove_quietly(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def _close_quietly(records):
