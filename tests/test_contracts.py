@@ -577,7 +577,7 @@ SPECS = {
                     ],
                 )
             ]
-            if hasattr(optimizers, "Muon")  # Keras >= 3.10
+            if hasattr(optimizers, "Muon")  # not on Keras 3.10
             else []
         )
     },

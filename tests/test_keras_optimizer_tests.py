@@ -27,7 +27,7 @@ _FILES = {
     "Nadam": "nadam_test",
     "Adamax": "adamax_test",
     "Lion": "lion_test",
-    "Muon": "muon_test",  # Keras >= 3.10
+    "Muon": "muon_test",  # where keras_decay has Muon (not Keras 3.10)
 }
 
 # Deliberate differences: (class, test) -> why ours differs.

@@ -13,7 +13,8 @@ and pass a schedule where Keras takes a float.
 | `Nadam`   | `beta_1`, `weight_decay`                      |
 | `Adamax`  | `beta_1`, `weight_decay`                      |
 | `Lion`    | `beta_1`, `weight_decay`                      |
-| `Muon`    | `weight_decay`, `adam_weight_decay` (Keras >= 3.10) |
+| `Muon`    | `weight_decay`, `adam_weight_decay` (a Keras whose  |
+|           | Muon has `adam_weight_decay`; not Keras 3.10's)     |
 
 A schedule is evaluated at the step being taken, exactly as Keras evaluates
 `learning_rate`: `schedule(t)` with `t` the 0-based `optimizer.iterations`
@@ -362,10 +363,16 @@ class Lion(DecayGroups, ScheduledHyperparameters, keras.optimizers.Lion):
     _open_below = ("beta_1",)
 
 
-if hasattr(keras.optimizers, "Muon"):  # Keras >= 3.10
-    _MUON_HAS_ADAM_DECAY = "adam_weight_decay" in (
-        inspect.signature(keras.optimizers.Muon.__init__).parameters
-    )
+# Keras' Muon with `adam_weight_decay` (Keras 3.15.1 checked). Keras 3.10's
+# first Muon is left out: it cannot train on TensorFlow itself (its slots are
+# looked up by `variable.path`, which the traced variables lack:
+# "'ResourceVariable' object has no attribute 'path'", checked with
+# `keras.optimizers.Muon()` and `fit`), and it has no `adam_weight_decay`.
+_HAS_MUON = hasattr(keras.optimizers, "Muon") and "adam_weight_decay" in (
+    inspect.signature(keras.optimizers.Muon.__init__).parameters
+)
+
+if _HAS_MUON:
 
     @_register
     class Muon(DecayGroups, ScheduledHyperparameters, keras.optimizers.Muon):
@@ -386,8 +393,7 @@ if hasattr(keras.optimizers, "Muon"):  # Keras >= 3.10
         The decoupled decay of step `t` comes first, as in Keras:
         `w = w - c_t * wd_t * w` with `wd_t = weight_decay(t)` for the Muon
         variables and `adam_weight_decay(t)` for the AdamW ones (both
-        floats or schedules, Keras' defaults; Keras' first Muon, 3.10, has
-        no `adam_weight_decay`: `weight_decay` for all), `c_t` as
+        floats or schedules, Keras' defaults), `c_t` as
         `weight_decay_mode` says, and the learning rate before
         `adam_lr_ratio`, as in Keras. With `decay_exclude="auto"` (the
         default) variables with `ndim <= 1` are not decayed; pass
@@ -418,14 +424,10 @@ if hasattr(keras.optimizers, "Muon"):  # Keras >= 3.10
         ... )
         """
 
-        # Keras' first Muon (3.10) has no `adam_weight_decay`: its
-        # `weight_decay` decays every variable.
-        _hyperparameter_names = ("weight_decay",) + (
-            ("adam_weight_decay",) if _MUON_HAS_ADAM_DECAY else ()
-        )
+        _hyperparameter_names = ("weight_decay", "adam_weight_decay")
 
         def _weight_decay_name(self, model_variable):
-            if _MUON_HAS_ADAM_DECAY and self._should_use_adamw(model_variable):
+            if self._should_use_adamw(model_variable):
                 return "adam_weight_decay"
             return "weight_decay"
 
@@ -442,7 +444,7 @@ EQUIVALENTS = [
     (keras.optimizers.RMSprop, RMSprop),
     (keras.optimizers.SGD, SGD),
 ]
-if hasattr(keras.optimizers, "Muon"):
+if _HAS_MUON:
     EQUIVALENTS.append((keras.optimizers.Muon, Muon))
 
 
@@ -460,7 +462,7 @@ def from_keras(optimizer):
 
     Args:
         optimizer: One of Keras' built-in `SGD`, `RMSprop`, `Adam`, `AdamW`,
-            `Nadam`, `Adamax`, `Lion` or (Keras >= 3.10) `Muon` (not a
+            `Nadam`, `Adamax`, `Lion` or `Muon` (where defined; not a
             subclass: its own code would be lost), or a
             `keras_decay.optimizers` one (copied the same way).
 
