@@ -521,12 +521,17 @@ class Engine:
         return counts
 
 
+def disk_full(error):
+    """Whether `error` is a write refused for want of space (or quota)."""
+    return getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+
+
 def write_error(error):
     """An `ExperimentError` for an `OSError` writing the log folder or the
     journal: one line, and for a full disk what to do."""
     where = f" {error.filename}" if error.filename else ""
     reason = error.strerror or _one_line(error)
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+    if disk_full(error):
         return ExperimentError(
             f"cannot write{where}: {reason}; the journal keeps every "
             "complete record: free some space and run the command again, "

@@ -109,8 +109,9 @@ def execute(storage, study, logdir, settings, plan, *, workers, quiet, say):
         The `Engine`, after every local worker has ended.
 
     Raises:
-        ExperimentError: every local worker of the last round ended with an
-            error while trials were still waiting.
+        ExperimentError: a worker stopped on a full disk, or every local
+            worker of the last round ended with an error while trials were
+            still waiting.
     """
     started = time.time()
     engine = Engine(storage, study)

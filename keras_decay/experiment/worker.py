@@ -11,7 +11,6 @@ journal or the log folder could not be written for want of space.
 """
 
 import argparse
-import errno
 import os
 import signal
 import sys
@@ -20,10 +19,6 @@ import time
 # The exit status of a worker that stopped on a full disk (EX_TEMPFAIL):
 # the command stops too, instead of starting workers that cannot write.
 DISK_FULL = 75
-
-
-def _disk_full(error):
-    return getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _elapsed(seconds):
@@ -70,6 +65,7 @@ def main(argv=None):
 
     from keras_decay.experiment.data import ExperimentError
     from keras_decay.experiment.engine import Engine
+    from keras_decay.experiment.engine import disk_full
     from keras_decay.experiment.engine import write_error
 
     try:
@@ -79,7 +75,7 @@ def main(argv=None):
         print(
             f"keras-decay worker: error: {write_error(error)}", file=sys.stderr
         )
-        return DISK_FULL if _disk_full(error) else 1
+        return DISK_FULL if disk_full(error) else 1
     except ExperimentError as error:
         print(f"keras-decay worker: error: {error}", file=sys.stderr)
         return 1
@@ -99,6 +95,7 @@ def work(engine, logdir, *, quiet=False, started=None):
     """
     from keras_decay.experiment import runner
     from keras_decay.experiment.data import ExperimentError
+    from keras_decay.experiment.engine import disk_full
 
     started = time.time() if started is None else started
     settings, status = engine.settings, 0
@@ -137,7 +134,7 @@ def work(engine, logdir, *, quiet=False, started=None):
             engine.fail(taken, "interrupted")
             raise
         except Exception as error:  # noqa: BLE001 (report, go on)
-            if _disk_full(error):
+            if disk_full(error):
                 # A full disk is not the trial's fault: not stored as an
                 # error (a rerun trains it again; a failed write leaves it
                 # RUNNING for the next run to re-queue).
