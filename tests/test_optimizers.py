@@ -415,3 +415,33 @@ def test_bad_arguments():
     model.optimizer.momentum = RAMP
     model.optimizer.momentum = 0.25
     assert float(model.optimizer.momentum) == 0.25
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in optimizers.__all__ if n[0].isupper()]
+)
+def test_signature_is_keras_arguments_then_ours(name):
+    # `inspect.signature`, `help()` and the API reference show the real
+    # arguments, not the `*args, **kwargs` the keras_decay bases pass on.
+    cls = getattr(optimizers, name)
+    keras_class = getattr(keras.optimizers, name)
+    ours = inspect.signature(cls).parameters
+    theirs = inspect.signature(keras_class.__init__).parameters
+    expected = [n for n in theirs if n not in ("self", "kwargs")]
+    expected += ["decay_exclude", "decay_mult", "lr_mult"]
+    expected += ["weight_decay_mode", "cautious_weight_decay", "kwargs"]
+    assert list(ours) == expected
+    for n in expected[:-6]:
+        assert ours[n].default == theirs[n].default
+    assert ours["decay_exclude"].default == "auto"
+    assert ours["decay_exclude"].kind is inspect.Parameter.KEYWORD_ONLY
+    # The signature binds what the constructor takes.
+    inspect.signature(cls).bind(1e-3, weight_decay=0.1, decay_mult={"a": 2})
+
+
+def test_subclass_with_its_own_init_keeps_its_signature():
+    class Custom(optimizers.SGD):
+        def __init__(self, rate):
+            super().__init__(learning_rate=rate)
+
+    assert list(inspect.signature(Custom).parameters) == ["rate"]

@@ -154,6 +154,31 @@ def _make_property(name):
     )
 
 
+def _constructor_signature(cls):
+    """`cls(...)`'s arguments for `inspect.signature`, `help()` and the API
+    reference: the Keras class's own, then the keyword-only ones each
+    keras_decay base adds (their `__init__` take `*args, **kwargs` and
+    pass Keras' on)."""
+    try:
+        keras_class = cls._keras_class()
+    except TypeError:  # a mixin without a Keras optimizer base
+        return None
+    init = keras_class.__init__
+    parameters = list(inspect.signature(init).parameters.values())
+    own = [p for p in parameters[1:] if p.kind is not p.VAR_KEYWORD]
+    names = {p.name for p in own}
+    for base in cls.__mro__[: cls.__mro__.index(keras_class)]:
+        init = base.__dict__.get("__init__")
+        if init is None:
+            continue
+        for p in inspect.signature(init).parameters.values():
+            if p.kind is p.KEYWORD_ONLY and p.name not in names:
+                own.append(p)
+                names.add(p.name)
+    var_keyword = [p for p in parameters if p.kind is p.VAR_KEYWORD]
+    return inspect.Signature(own + var_keyword)
+
+
 class ScheduledHyperparameters:
     """Mixin for a Keras optimizer class: schedulable float hyperparameters.
 
@@ -170,6 +195,9 @@ class ScheduledHyperparameters:
         super().__init_subclass__(**kwargs)
         for name in cls.__dict__.get("_hyperparameter_names", ()):
             setattr(cls, name, _make_property(name))
+        # A subclass with its own `__init__` gets the default signature.
+        own_init = "__init__" in cls.__dict__
+        cls.__signature__ = None if own_init else _constructor_signature(cls)
 
     def __init__(
         self,
@@ -608,7 +636,8 @@ def current_hyperparameters(optimizer, step=None):
 
     >>> optimizer = keras_decay.optimizers.SGD(
     ...     0.1, momentum=keras_decay.schedules.LinearRamp(0.0, 0.9, 10))
-    >>> keras_decay.optimizers.current_hyperparameters(optimizer, step=5)
+    >>> values = keras_decay.optimizers.current_hyperparameters(optimizer, 5)
+    >>> {name: round(value, 6) for name, value in values.items()}
     {'learning_rate': 0.1, 'momentum': 0.45, 'weight_decay': 0.0}
     """
     optimizer = _keras_compat.unwrap_optimizer(optimizer)
