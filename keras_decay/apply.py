@@ -254,10 +254,23 @@ def apply_weight_decay(
 
     Example:
 
+    >>> model = keras.Sequential([
+    ...     keras.Input((8, 8, 1)),
+    ...     keras.layers.Conv2D(4, 3, name="conv1"),
+    ...     keras.layers.Flatten(),
+    ...     keras.layers.Dense(10, name="classifier"),
+    ... ])
     >>> report = apply_weight_decay(
     ...     model, 5e-4, decay_mult={"conv*": 1.0, "classifier": 0.5}
     ... )
     >>> print(report)
+    variable                      shape         mult  l2 rate  note
+    ----------------------------  ------------  ----  -------  ---------
+    sequential/conv1/kernel       (3, 3, 1, 4)  1     0.0005
+    sequential/conv1/bias         (4,)          0     0        ndim <= 1
+    sequential/classifier/kernel  (144, 10)     0.5   0.00025
+    sequential/classifier/bias    (10,)         0     0        ndim <= 1
+    2 of 4 trainable variables decayed
     """
     _check_model(model)
     rate = check_non_negative_float(rate, "rate")

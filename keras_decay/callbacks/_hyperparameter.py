@@ -149,9 +149,15 @@ class MomentumScheduler(_HyperparameterScheduler):
 
     Example:
 
-    >>> ramp = keras_decay.schedules.LinearRamp(0.0, 0.9, ramp_steps=500)
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
     >>> model.compile(optimizer=keras_decay.optimizers.SGD(0.01), loss="mse")
-    >>> model.fit(x, y, callbacks=[MomentumScheduler(ramp)])
+    >>> ramp = keras_decay.schedules.LinearRamp(0.0, 0.9, ramp_steps=500)
+    >>> x, y = np.ones((8, 3)), np.zeros((8, 1))
+    >>> history = model.fit(
+    ...     x, y, batch_size=4, callbacks=[MomentumScheduler(ramp)], verbose=0
+    ... )
+    >>> round(history.history["momentum"][0], 4)  # step 1: 0.9 * 1 / 500
+    0.0018
     """
 
     _log_name = "momentum"
@@ -181,10 +187,16 @@ class WeightDecayScheduler(_HyperparameterScheduler):
 
     Example:
 
-    >>> decay = keras_decay.schedules.ExponentialDecay(1e-4, 1000, 0.5)
-    >>> optimizer = keras_decay.optimizers.AdamW(1e-3)
-    >>> model.compile(optimizer=optimizer, loss="mse")
-    >>> model.fit(x, y, callbacks=[WeightDecayScheduler(decay)])
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer=keras_decay.optimizers.AdamW(1e-3), loss="mse")
+    >>> decay = keras_decay.schedules.ExponentialDecay(1e-4, 1, 0.5)
+    >>> x, y = np.ones((8, 3)), np.zeros((8, 1))
+    >>> history = model.fit(
+    ...     x, y, batch_size=4, verbose=0,
+    ...     callbacks=[WeightDecayScheduler(decay)],
+    ... )
+    >>> print(f"{history.history['weight_decay'][0]:.3g}")  # 1e-4 * 0.5 ** 1
+    5e-05
     """
 
     _log_name = "weight_decay"

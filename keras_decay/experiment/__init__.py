@@ -20,10 +20,27 @@ or a log-uniform range of rates (`keras-decay sweep`).
 The options and their immutable `Settings` are the command's, declared
 once in `keras_decay_cli.options` and importable from here as `options`
 (`from keras_decay.experiment import compare, options`). Importing this
-package imports `keras_decay`, and with it Keras; the command parses its
-arguments before that.
+package imports its modules (not Optuna, which the engine imports when it
+opens a study) and `keras_decay`, and with it Keras; the command parses
+its arguments before that.
 """
 
+from keras_decay.experiment import compare
+from keras_decay.experiment import data
+from keras_decay.experiment import engine
+from keras_decay.experiment import report
+from keras_decay.experiment import runner
+from keras_decay.experiment import sweep
+from keras_decay.experiment import trial
 from keras_decay_cli import options
 
-__all__ = ["options"]
+__all__ = [
+    "compare",
+    "data",
+    "engine",
+    "options",
+    "report",
+    "runner",
+    "sweep",
+    "trial",
+]
