@@ -87,32 +87,48 @@ def wait_for_tags(url):
     raise RuntimeError("tensorboard did not load the run")
 
 
-def screenshot(url, out):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
+# Headless Chromium that sends no request of its own (no sign-in, updates,
+# sync or QUIC probes); tests/test_docs.py reads the docs site with it too.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def find_chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium(profile, *args):
+    """Runs headless Chromium with `args` and the profile folder `profile`;
+    returns its standard output."""
+    exe = find_chromium()
+    if exe is None:
         raise RuntimeError("install Debian's `chromium` package")
+    return subprocess.run(
+        [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+
+
+def screenshot(url, out):
     with tempfile.TemporaryDirectory() as profile:
-        subprocess.run(
-            [
-                chromium,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--hide-scrollbars",
-                f"--user-data-dir={profile}",
-                f"--screenshot={os.path.abspath(out)}",
-                "--window-size=1400,900",
-                "--virtual-time-budget=20000",
-                url,
-            ],
-            check=True,
-            capture_output=True,
-            timeout=120,
+        chromium(
+            profile,
+            "--hide-scrollbars",
+            f"--screenshot={os.path.abspath(out)}",
+            "--window-size=1400,900",
+            "--virtual-time-budget=20000",
+            url,
         )
 
 
