@@ -55,6 +55,17 @@ class DoctestBlocks(griffe.Extension):
             obj.docstring.value = fence_doctests(obj.docstring.value)
 
 
+class NoDunders(griffe.Extension):
+    """Leaves a class's special attributes (`__doc__`, `__module__`,
+    `__signature__`, ...) out of its reference; `__init__`'s parameters
+    are shown as the class's."""
+
+    def on_class_members(self, *, cls, **kwargs):
+        for name in list(cls.members):
+            if name.startswith("__") and name != "__init__":
+                cls.del_member(name)
+
+
 class Signatures(griffe.Extension):
     """A class's own `__signature__` as the parameters of its `__init__`."""
 

@@ -9,14 +9,14 @@ is the optimizer's `iterations` (0-based, the number of updates done).
 | class              | value at step `t`                                     |
 | ------------------ | ----------------------------------------------------- |
 | `ExponentialDecay` | `lr * decay_rate ** (t / decay_steps)`                |
-| `StepDecay`        | `lr * drop ** floor(floor(t / steps_per_epoch)`       |
-|                    | `                       / epochs_per_drop)`           |
-| `LinearRamp`       | `start + (end - start) * min(t, ramp_steps)`          |
-|                    | `                      / ramp_steps`                  |
-| `Warmup`           | linear from `initial_value` to `schedule(warmup)`,    |
-|                    | then `schedule(t)`                                    |
+| `StepDecay`        | `lr * drop ** floor(epoch / epochs_per_drop)`, 1      |
+| `LinearRamp`       | `start + (end - start) * min(t, n) / n`, 2            |
+| `Warmup`           | linear to `schedule(warmup_steps)`, then the schedule |
 | `OneCycle`         | PyTorch's `OneCycleLR` learning rate                  |
 | `OneCycleMomentum` | PyTorch's `OneCycleLR(cycle_momentum=True)` momentum  |
+
+1: `epoch = floor(t / steps_per_epoch)`. 2: `n = ramp_steps`. `Warmup`
+starts at `initial_value`.
 
 The schedules compute in float64 (where the backend has it: TensorFlow
 always, JAX with `jax_enable_x64`) and return `keras.config.floatx()`.

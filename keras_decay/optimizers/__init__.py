@@ -13,8 +13,9 @@ and pass a schedule where Keras takes a float.
 | `Nadam`   | `beta_1`, `weight_decay`                      |
 | `Adamax`  | `beta_1`, `weight_decay`                      |
 | `Lion`    | `beta_1`, `weight_decay`                      |
-| `Muon`    | `weight_decay`, `adam_weight_decay` (a Keras whose  |
-|           | Muon has `adam_weight_decay`; not Keras 3.10's)     |
+| `Muon`    | `weight_decay`, `adam_weight_decay` (*)       |
+
+(*) On a Keras whose Muon has `adam_weight_decay`: not Keras 3.10's.
 
 A schedule is evaluated at the step being taken, exactly as Keras evaluates
 `learning_rate`: `schedule(t)` with `t` the 0-based `optimizer.iterations`
@@ -36,14 +37,13 @@ rate applied so far, this step included: an optimizer variable, saved,
 exposed as `optimizer.max_learning_rate`; a step with `eta_max = 0` does not
 decay):
 
-| `weight_decay_mode` | `c_t`                   | from                         |
-| ------------------- | ----------------------- | ---------------------------- |
-| `"lr"` (default)    | `lr_v`                  | Keras, PyTorch, optax        |
-| `"independent"`     | `lr_v / eta_max`        | Loshchilov & Hutter 2019;    |
-|                     |                         | Wortsman et al. 2023 (arXiv  |
-|                     |                         | 2309.14322)                  |
-| `"corrected"`       | `lr_v * lr_t / eta_max` | AdamC: Defazio 2025 (arXiv   |
-|                     |                         | 2506.02285)                  |
+| `weight_decay_mode` | `c_t`                   | from                        |
+| ------------------- | ----------------------- | --------------------------- |
+| `"lr"` (default)    | `lr_v`                  | Keras, PyTorch, optax       |
+| `"independent"`     | `lr_v / eta_max`        | Loshchilov & Hutter 2019; 1 |
+| `"corrected"`       | `lr_v * lr_t / eta_max` | AdamC: Defazio 2025, 2      |
+
+1: Wortsman et al. 2023 (arXiv 2309.14322). 2: arXiv 2506.02285.
 
 `cautious_weight_decay=True` (Chen et al. 2025, arXiv 2510.12402,
 Algorithm 1) sets `mask = 1[u * w >= 0]`, `u` the step the class subtracts
