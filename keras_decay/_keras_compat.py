@@ -120,7 +120,8 @@ def dense_store(store, *names):
 # nor a step a LossScaleOptimizer skips), before the per-variable
 # `update_step`s; Keras' own Nadam overrides it to update its `u_product`.
 # `ScheduledHyperparameters` and its Nadam override it likewise to update
-# `max_learning_rate` (tests/test_optimizer_modes.py checks its value).
+# `max_learning_rate` and restart the cautious counts in `_begin_step`
+# (tests/test_optimizer_modes.py checks both).
 
 
 def schedule_step(optimizer):

@@ -310,21 +310,38 @@ def optimizer_timescale(optimizer, model=None, step=None):
     if model is not None and not isinstance(model, keras.Model):
         fail(TypeError, "model", "a keras.Model or None", model)
     current = current_hyperparameters(optimizer, step)
-    learning_rate = current["learning_rate"]
-    if learning_rate <= 0.0:
+    if current["learning_rate"] <= 0.0:
         return None
-    # c / lr of the decoupled decay: exactly 1.0 in "lr" mode.
-    ratio = _decoupled_coefficient(optimizer, learning_rate) / learning_rate
-    rate = (current.get("weight_decay") or 0.0) * ratio
+    l2 = 0.0
     if model is not None and isinstance(optimizer, keras.optimizers.SGD):
         l2 = max(
-            (_l2_coefficient(v.regularizer) for v in model.trainable_variables),
+            (l2_coefficient(v.regularizer) for v in model.trainable_variables),
             default=0.0,
         )
-        rate += l2 / (1.0 - (current.get("momentum") or 0.0))
+    decoupled, coupled = step_decay(optimizer, current, l2=l2)
+    rate = decoupled + coupled / (1.0 - (current.get("momentum") or 0.0))
     if rate <= 0.0:
         return None
-    return 1.0 / (learning_rate * rate)
+    return 1.0 / rate
+
+
+def step_decay(optimizer, current, *, decay_mult=1.0, lr_mult=1.0, l2=0.0):
+    """The per-step shrink factors of one variable (one reader of them).
+
+    `(decoupled, coupled)`: `decoupled = c * wd * decay_mult` is the factor
+    of the decoupled decay `w <- w - decoupled * w` the optimizer applies
+    (`c` of its `weight_decay_mode`, with the variable's learning rate
+    `lr * lr_mult`; see `timescale`), and `coupled = lr * lr_mult * l2` the
+    factor of an L2 gradient `l2 * w` taken by a plain gradient step
+    (before momentum). `current` is `current_hyperparameters(optimizer,
+    step)`; both are 0.0 at a learning rate of 0.
+    """
+    learning_rate = current["learning_rate"]
+    if learning_rate <= 0.0:
+        return 0.0, 0.0
+    c = _decoupled_coefficient(optimizer, learning_rate) * lr_mult
+    decoupled = c * (current.get("weight_decay") or 0.0) * decay_mult
+    return decoupled, learning_rate * lr_mult * l2
 
 
 def _decoupled_coefficient(optimizer, learning_rate):
@@ -339,7 +356,7 @@ def _decoupled_coefficient(optimizer, learning_rate):
     )
 
 
-def _l2_coefficient(regularizer):
+def l2_coefficient(regularizer):
     """The gradient coefficient `c` of `regularizer`'s L2 part (`c * w`)."""
     if isinstance(regularizer, (WeightDecay, ElasticDecay, L1Decay)):
         return regularizer.l2_coefficient

@@ -317,6 +317,9 @@ def test_cautious_mask_is_the_sign_agreement(name):
             decay_exclude=None,
         )
         results[cautious] = _apply(optimizer, variable, [g])
+        # The step counts the entries it decayed: 4 of 6.
+        fraction = optimizer.cautious_fraction
+        assert fraction == (np.mean(expected_mask) if cautious else None)
     # Decayed entries moved by lr * wd * w0 more than the undecayed step.
     decayed = results[False] - results[True]
     np.testing.assert_allclose(

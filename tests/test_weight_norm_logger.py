@@ -582,6 +582,7 @@ def test_config_round_trip_and_validation():
         "hparams": {"a": 1},
         "stop_on_nonfinite": True,
         "group_by": "variable",
+        "rotation": False,
     }
     assert json.loads(json.dumps(config)) == config
     assert WeightNormLogger.from_config(config).get_config() == config
@@ -605,6 +606,7 @@ def test_config_round_trip_and_validation():
         ({"log_dir": ""}, ValueError, "log_dir=''"),
         ({"group_by": "model"}, ValueError, "group_by='model'"),
         ({"group_by": None}, ValueError, "group_by=None"),
+        ({"rotation": 1}, TypeError, "rotation=1"),
     ]
     for kwargs, error, received in cases:
         with pytest.raises(error, match=re.escape(f"Received: {received}")):
@@ -999,3 +1001,304 @@ def test_numpy_scalars_are_accepted_as_hparams():
     assert logger.hparams == {"flag": True, "units": 3, "lr": 0.5}
     assert type(logger.hparams["flag"]) is bool
     assert type(logger.hparams["units"]) is int
+
+
+# -- rotation=True ----------------------------------------------------------
+
+
+def np_mean_angle(w, previous):
+    """Mean over output units (last axis) of arccos(clip(cos)), float64."""
+    w = np.reshape(np.asarray(w, np.float64), (-1, np.shape(w)[-1]))
+    p = np.reshape(np.asarray(previous, np.float64), w.shape)
+    cos = np.sum(w * p, 0) / (
+        np.linalg.norm(w, axis=0) * np.linalg.norm(p, axis=0)
+    )
+    return np.mean(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def test_unit_angles_of_a_hand_made_rotation():
+    from keras_decay.callbacks._weight_norm_logger import _rotation
+
+    # Unit j of `p` is unit j of `w` turned by theta[j] in the plane of two
+    # orthonormal vectors, then scaled: its angle is theta[j] exactly.
+    rng = np.random.default_rng(0)
+    theta = np.array([1e-4, 3e-3, 0.3, 1.5, 3.0])
+    w = np.zeros((6, len(theta)))
+    p = np.zeros_like(w)
+    for j, t in enumerate(theta):
+        (e1, e2) = np.linalg.qr(rng.normal(size=(6, 2)))[0].T
+        w[:, j] = 2.0 * e1
+        p[:, j] = 0.5 * (np.cos(t) * e1 + np.sin(t) * e2)
+    w = w.reshape(2, 3, len(theta))  # ndim 3: the last axis is the unit.
+    p = p.reshape(w.shape)
+    chords, norms = _rotation._unit_chords(
+        ops.convert_to_tensor(w, "float32"), ops.convert_to_tensor(p, "float32")
+    )
+    angles = _rotation.unit_angles(ops.convert_to_numpy(chords))
+    # float32 inputs: about 1e-7 of a radian, small angles included.
+    np.testing.assert_allclose(angles, theta, rtol=1e-4, atol=3e-7)
+    np.testing.assert_allclose(ops.convert_to_numpy(norms), 1.0, rtol=1e-6)
+    assert np.isclose(np_mean_angle(w, p), theta.mean(), rtol=1e-12)
+
+
+class CaptureSteps(keras.callbacks.Callback):
+    """Records the trainable weights before the first step and after each."""
+
+    def on_train_begin(self, logs=None):
+        self.after = [
+            {v.path: _numpy(v) for v in self.model.trainable_variables}
+        ]
+
+    def on_train_batch_end(self, batch, logs=None):
+        sync_jax_state(self.model)
+        self.after.append(
+            {v.path: _numpy(v) for v in self.model.trainable_variables}
+        )
+
+
+@pytest.mark.parametrize("update_freq", [2, "epoch"])
+def test_rotation_is_the_angle_of_the_logged_step(tmp_path, update_freq):
+    # 4 steps an epoch, 2 epochs; logs at steps 2, 4, 6, 8 or at the epoch
+    # ends (steps 4 and 8): each is the angle between the weights after
+    # that step and after the one before.
+    x, y = make_data(n=64)
+    model = make_model()
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.5), "mse")
+    logger = WeightNormLogger(tmp_path, update_freq=update_freq, rotation=True)
+    capture = CaptureSteps()
+    model.fit(
+        x, y, batch_size=16, epochs=2, verbose=0, callbacks=[logger, capture]
+    )
+    events = read_events(tmp_path)
+    steps = [2, 4, 6, 8] if update_freq == 2 else [4, 8]
+    kernels = [v.path for v in model.trainable_variables if v.ndim > 1]
+    for path in kernels:
+        logged = scalars(events, f"rotation/{path}")
+        assert len(logged) == len(steps)
+        for (_, got), t in zip(logged, steps):
+            want = np_mean_angle(
+                capture.after[t][path], capture.after[t - 1][path]
+            )
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7)
+    assert not [t for t in events if t.startswith("rotation") and "bias" in t]
+    # No decay: no equilibrium.
+    assert not [t for t in events if t.startswith("rotation_equilibrium")]
+
+
+def test_rotation_group_by_layer_is_the_mean_over_its_units(tmp_path):
+    # A SimpleRNN holds two matrices: a 4 x 3 kernel and a 3 x 3 recurrent
+    # kernel; the layer's angle is the mean over their 6 units.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 2, 4)).astype("float32")
+    y = rng.normal(size=(32, 3)).astype("float32")
+    keras.utils.set_random_seed(1)
+    layer = keras.layers.SimpleRNN(3)
+    model = keras.Sequential([keras.Input((2, 4)), layer])
+    model.compile(keras.optimizers.AdamW(0.01, weight_decay=0.1), "mse")
+    logger = WeightNormLogger(
+        tmp_path, update_freq=2, rotation=True, group_by="layer"
+    )
+    capture = CaptureSteps()
+    model.fit(x, y, batch_size=16, verbose=0, callbacks=[logger, capture])
+    events = read_events(tmp_path)
+    name = layer.cell.kernel.path.rpartition("/")[0]  # The cell's path.
+    ((_, got),) = scalars(events, f"rotation/{name}")
+    angles = []
+    for v in (layer.cell.kernel, layer.cell.recurrent_kernel):
+        now, before = capture.after[2][v.path], capture.after[1][v.path]
+        angles.append(np_mean_angle(now, before) * now.shape[-1])
+    np.testing.assert_allclose(got, sum(angles) / 6, rtol=1e-4, atol=1e-7)
+    ((_, predicted),) = scalars(events, f"rotation_equilibrium/{name}")
+    np.testing.assert_allclose(
+        predicted, np.sqrt(2 * 0.01 * 0.1 * 0.1 / 1.9), rtol=1e-5
+    )
+
+
+def _formula_cases():
+    from keras_decay import optimizers as kd
+
+    adamw = np.sqrt(2 * 0.01 * 0.1 * (1 - 0.9) / (1 + 0.9))
+    # Independent mode at a constant rate: c = lr / eta_max = 1.
+    independent = np.sqrt(2 * 0.001 * (1 - 0.9) / (1 + 0.9))
+    # SGD, momentum 0.9, decoupled 1e-3 on both kernels, coupled L2 on the
+    # first (keras.regularizers.L2(1e-3): gradient 2e-3 * w).
+    sgd_first = np.sqrt(2 * (0.1 * 1e-3 * 0.1 + 0.1 * 2e-3) / 1.9)
+    sgd_second = np.sqrt(2 * (0.1 * 1e-3 * 0.1) / 1.9)
+    spread = (1 - 0.9) ** 2 + 0.9**2 * (1 - 0.99) / (1 + 0.99)
+    lion = np.sqrt(np.pi / 2) * np.sqrt(2 * 1e-3 * 0.5) * np.sqrt(spread)
+    l2 = keras.regularizers.L2(1e-3)
+    return {
+        "keras AdamW": (
+            lambda: keras.optimizers.AdamW(0.01, weight_decay=0.1),
+            None,
+            [adamw, adamw],
+        ),
+        "AdamW independent": (
+            lambda: kd.AdamW(
+                0.01, weight_decay=0.001, weight_decay_mode="independent"
+            ),
+            None,
+            [independent, independent],
+        ),
+        "SGD decoupled and L2": (
+            lambda: kd.SGD(0.1, momentum=0.9, weight_decay=1e-3),
+            l2,
+            [sgd_first, sgd_second],
+        ),
+        "Lion": (
+            lambda: keras.optimizers.Lion(1e-3, weight_decay=0.5),
+            None,
+            [lion, lion],
+        ),
+        # No formula: Nadam; Adam's coupled L2 (and no decay at all on the
+        # second kernel); Nesterov momentum.
+        "Nadam": (
+            lambda: keras.optimizers.Nadam(0.01, weight_decay=0.1),
+            None,
+            [None, None],
+        ),
+        "Adam with L2": (lambda: keras.optimizers.Adam(0.01), l2, [None, None]),
+        "SGD Nesterov": (
+            lambda: keras.optimizers.SGD(
+                0.1, momentum=0.9, nesterov=True, weight_decay=1e-3
+            ),
+            None,
+            [None, None],
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", list(_formula_cases()))
+def test_rotation_equilibrium_formulas(tmp_path, case):
+    make_optimizer, regularizer, expected = _formula_cases()[case]
+    x, y = make_data(n=32)
+    model = make_model(regularizer=regularizer)
+    model.compile(make_optimizer(), "mse")
+    logger = WeightNormLogger(tmp_path, update_freq=1, rotation=True)
+    model.fit(x, y, batch_size=16, verbose=0, callbacks=[logger])
+    events = read_events(tmp_path)
+    for layer, want in zip(model.layers, expected):
+        assert f"rotation/{layer.kernel.path}" in events
+        tag = f"rotation_equilibrium/{layer.kernel.path}"
+        if want is None:
+            assert tag not in events
+        else:
+            got = [v for _, v in scalars(events, tag)]
+            np.testing.assert_allclose(got, [want, want], rtol=1e-5)
+
+
+def test_rotation_refuses_steps_per_execution_and_warns_on_a_gap(tmp_path):
+    x, y = make_data(n=32)
+    model = make_model()
+    model.compile(keras.optimizers.SGD(0.1), "mse", steps_per_execution=2)
+    logger = WeightNormLogger(tmp_path, update_freq=1, rotation=True)
+    with pytest.raises(ValueError, match="steps_per_execution=2"):
+        model.fit(x, y, batch_size=8, verbose=0, callbacks=[logger])
+    # Gradient accumulation: a batch that applies no update is not a step.
+    model = make_model()
+    optimizer = keras.optimizers.SGD(0.1, gradient_accumulation_steps=2)
+    model.compile(optimizer, "mse")
+    logger = WeightNormLogger(tmp_path / "acc", update_freq=1, rotation=True)
+    with pytest.warns(RuntimeWarning, match="rotation/ left out"):
+        model.fit(x, y, batch_size=8, verbose=0, callbacks=[logger])
+    events = read_events(tmp_path / "acc")
+    path = model.layers[0].kernel.path
+    # Logged after the batches that applied an update (iterations 1, 2).
+    assert [s for s, _ in scalars(events, f"rotation/{path}")] == [1, 2]
+    assert len(scalars(events, f"weight_norm/{path}")) == 4
+
+
+def test_adamw_reaches_the_rotational_equilibrium(tmp_path):
+    # Kosson et al. 2024: a scale-invariant first layer (Dense without bias,
+    # then LayerNormalization without center and scale) under AdamW, eta =
+    # 1e-2, lambda = 0.1 (tau = 1,000 steps), on fresh random samples with
+    # random targets (nothing to memorise: the gradient stays noise). The
+    # first kernel starts small. Logged per step over the first 50 steps,
+    # every 10 steps over the last timescale (steps 3,000-4,000).
+    eta, lam, batch, d = 1e-2, 0.1, 32, 64
+    keras.utils.set_random_seed(0)
+    first = keras.layers.Dense(64, use_bias=False)
+    model = keras.Sequential(
+        [
+            keras.Input((d,)),
+            first,
+            keras.layers.LayerNormalization(center=False, scale=False),
+            keras.layers.ReLU(),
+            keras.layers.Dense(1),
+        ]
+    )
+    first.kernel.assign(0.01 * _numpy(first.kernel, np.float32))
+    model.compile(keras.optimizers.AdamW(eta, weight_decay=lam), "mse")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000 * batch, d)).astype("float32")
+    y = rng.normal(size=(4000 * batch, 1)).astype("float32")
+    fit = dict(batch_size=batch, epochs=1, verbose=0, shuffle=False)
+    parts = [(0, 50, 1), (50, 3000, None), (3000, 4000, 10)]
+    for begin, end, every in parts:
+        callbacks = []
+        if every is not None:
+            callbacks = [
+                WeightNormLogger(tmp_path, update_freq=every, rotation=True)
+            ]
+        rows = slice(begin * batch, end * batch)
+        model.fit(x[rows], y[rows], callbacks=callbacks, **fit)
+    events = read_events(tmp_path)
+    angles = scalars(events, f"rotation/{first.kernel.path}")
+    predicted = scalars(events, f"rotation_equilibrium/{first.kernel.path}")
+    steps = np.array([s for s, _ in angles])
+    angle = np.array([v for _, v in angles])
+    assert list(steps) == list(range(1, 51)) + list(range(3010, 4001, 10))
+    want = np.sqrt(2 * eta * lam * (1 - 0.9) / (1 + 0.9))
+    np.testing.assert_allclose([v for _, v in predicted], want, rtol=1e-5)
+    assert np.mean(angle[steps <= 50]) / want > 2.0
+    np.testing.assert_allclose(np.mean(angle[steps > 3000]), want, rtol=0.15)
+
+
+# -- cautious weight decay --------------------------------------------------
+
+
+@pytest.mark.parametrize("cautious", [True, False])
+def test_cautious_fraction_matches_numpy(tmp_path, cautious):
+    from keras_decay import optimizers
+
+    # A linear model without bias, MSE, plain SGD: u = g, the mean-squared
+    # error's gradient 2 / (batch * outputs) * x.T @ (x @ w - y); decayed
+    # where g * w >= 0 (w: the weight before the step).
+    x, y = make_data(n=32, d=6)
+    y = np.concatenate([y, -2.0 * y], axis=1)
+    keras.utils.set_random_seed(2)
+    model = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(2, use_bias=False)]
+    )
+    optimizer = optimizers.SGD(
+        0.05, weight_decay=0.5, cautious_weight_decay=cautious
+    )
+    model.compile(optimizer, "mse")
+    logger = WeightNormLogger(tmp_path, update_freq=1)
+    capture = CaptureSteps()
+    model.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=2,
+        shuffle=False,
+        verbose=0,
+        callbacks=[logger, capture],
+    )
+    events = read_events(tmp_path)
+    if not cautious:
+        assert "decay/cautious_fraction" not in events
+        return
+    path = model.layers[0].kernel.path
+    logged = scalars(events, "decay/cautious_fraction")
+    assert [s for s, _ in logged] == [1, 2, 3, 4]
+    fractions = []
+    for t, (_, got) in enumerate(logged):
+        w = capture.after[t][path]
+        rows = slice((t % 2) * 16, (t % 2 + 1) * 16)
+        xb, yb = x[rows].astype(np.float64), y[rows]
+        g = 2.0 / (16 * 2) * xb.T @ (xb @ w - yb)
+        assert np.min(np.abs(g * w)) > 1e-6  # No sign near a tie.
+        fractions.append(np.mean(g * w >= 0))
+        np.testing.assert_allclose(got, fractions[-1], rtol=1e-7)
+    assert 0 < min(fractions) and max(fractions) < 1

@@ -325,7 +325,7 @@ class Nadam(DecayGroups, ScheduledHyperparameters, keras.optimizers.Nadam):
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         # Keras' Nadam, with `beta_1` cast to the product's dtype (Keras
         # multiplies a bfloat16 variable by the Python float).
-        self._update_max_learning_rate(learning_rate)
+        self._begin_step(learning_rate)
         dtype = self._u_product.dtype
         step = ops.cast(self.iterations + 1, dtype)
         self.assign(

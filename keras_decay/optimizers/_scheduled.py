@@ -230,6 +230,7 @@ class ScheduledHyperparameters:
         vars(self)["_weight_decay_mode"] = weight_decay_mode
         vars(self)["_cautious_weight_decay"] = cautious_weight_decay
         vars(self)["_max_learning_rate"] = None
+        vars(self)["_cautious_counts"] = None
         # Set by `from_config`: hyperparameters whose variable the saved
         # optimizer had under a schedule.
         vars(self)["_variables_under_schedule"] = ()
@@ -342,6 +343,24 @@ class ScheduledHyperparameters:
                 aggregation="only_first_replica",
                 name="max_learning_rate",
             )
+        if (
+            self._cautious_weight_decay
+            and vars(self)["_cautious_counts"] is None
+        ):
+            # The entries of the last applied step that cautious decay kept
+            # decaying, and those it would decay (read by
+            # `cautious_fraction`). Saved with the optimizer; not made
+            # without cautious decay.
+            vars(self)["_cautious_counts"] = tuple(
+                self.add_variable(
+                    shape=(),
+                    initializer="zeros",
+                    dtype="float32",
+                    aggregation="only_first_replica",
+                    name=name,
+                )
+                for name in ("cautious_kept", "cautious_decayed")
+            )
 
     def _add_slots(self, variables):
         """Creates slots the Keras class makes only for some values."""
@@ -393,20 +412,44 @@ class ScheduledHyperparameters:
         """
         return vars(self).get("_max_learning_rate")
 
-    def _update_max_learning_rate(self, learning_rate):
+    @property
+    def cautious_fraction(self):
+        """Of the entries the last step would decay, the fraction decayed.
+
+        `sum(mask) / count`, over the variables the optimizer decays, of
+        the last applied step (`mask = 1[u * w >= 0]`, see the module
+        docstring): 1.0 where every update agreed in sign with its weight.
+        Counted by the step itself (one more sum per decayed variable).
+        A Python float; NaN before the first step or when no entry is
+        decayed; None without `cautious_weight_decay` or before the build.
+        (On JAX, during `fit`, the optimizer's variables are written back
+        only at the end of an epoch or when a callback syncs them.)
+        """
+        counts = vars(self).get("_cautious_counts")
+        if counts is None:
+            return None
+        kept, decayed = (float(ops.convert_to_numpy(c)) for c in counts)
+        return kept / decayed if decayed > 0 else float("nan")
+
+    def _begin_step(self, learning_rate):
+        """Once per applied step, before the per-variable updates:
+        `eta_max` takes this step's rate, the cautious counts restart."""
         variable = vars(self).get("_max_learning_rate")
         if variable is not None:
             self.assign(
                 variable,
                 ops.maximum(variable, ops.cast(learning_rate, variable.dtype)),
             )
+        for count in vars(self).get("_cautious_counts") or ():
+            self.assign(count, ops.zeros((), count.dtype))
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         # Once per applied step, before the per-variable updates (as Keras'
         # Nadam updates its `u_product`; a Keras internal, noted in
-        # `_keras_compat`); each update also takes the
-        # maximum itself, so the order of the two does not matter.
-        self._update_max_learning_rate(learning_rate)
+        # `_keras_compat`). Each update also takes the maximum learning
+        # rate itself; the counts are added to after this reset (each
+        # backend runs the assignments of one step in program order).
+        self._begin_step(learning_rate)
         super()._backend_update_step(grads, trainable_variables, learning_rate)
 
     def update_step(self, gradient, variable, learning_rate):
@@ -434,11 +477,12 @@ class ScheduledHyperparameters:
             before = ops.copy(variable)
             self._update(gradient, variable, learning_rate)
             step = ops.subtract(before, variable)
-            keep = ops.cast(
-                ops.greater_equal(ops.multiply(step, before), 0),
-                variable.dtype,
-            )
+            agree = ops.greater_equal(ops.multiply(step, before), 0)
+            keep = ops.cast(agree, variable.dtype)
             self.assign_sub(variable, before * keep * (wd * coefficient))
+            kept, decayed = vars(self)["_cautious_counts"]
+            self.assign_add(kept, ops.sum(ops.cast(agree, "float32")))
+            self.assign_add(decayed, float(np.prod(variable.shape)))
 
     def _update(self, gradient, variable, learning_rate):
         """The Keras class's update (reads the resolved hyperparameters)."""

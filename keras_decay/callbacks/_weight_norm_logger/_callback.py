@@ -12,11 +12,13 @@ from keras_decay import rules
 from keras_decay._keras_compat import should_write_summaries
 from keras_decay._keras_compat import sync_jax_state
 from keras_decay._keras_compat import unwrap_optimizer
-from keras_decay._keras_compat import uses_weight_decay
 from keras_decay._validation import check_bool
 from keras_decay._validation import check_choice
 from keras_decay._validation import check_positive_int
 from keras_decay._validation import fail
+from keras_decay.callbacks._weight_norm_logger._rotation import Equilibrium
+from keras_decay.callbacks._weight_norm_logger._rotation import Rotation
+from keras_decay.callbacks._weight_norm_logger._rotation import multipliers
 from keras_decay.callbacks._weight_norm_logger._statistics import Statistics
 from keras_decay.callbacks._weight_norm_logger._summaries import hparams_summary
 from keras_decay.callbacks._weight_norm_logger._summaries import log_summary
@@ -101,6 +103,8 @@ class WeightNormLogger(keras.callbacks.Callback):
     nonfinite/<path>     = sum(logical_not(isfinite(w)))
     weight_histogram/<path>                          # histograms=True
     constraint/<path>    = lambda * max(abs(w))       # under Lion
+    rotation/<path>      = mean(arccos(clip(cos, -1, 1)))   # rotation=True
+    rotation_equilibrium/<path>                       # rotation=True
     ```
 
     Under `keras.optimizers.Lion` (keras_decay's `Lion` included) with
@@ -113,6 +117,65 @@ class WeightNormLogger(keras.callbacks.Callback):
     `eta` and `lambda`, `lambda * max|w_t| <= 1 + max(lambda * max|w_0| - 1,
     0) * (1 - eta * lambda)**t`: the value falls to at most 1 within a few
     timescales `1 / (eta * lambda)` and stays there.
+
+    With `rotation=True`, for each variable with `ndim > 1` (Kosson,
+    Messmer, Jaggi, "Rotational Equilibrium", ICML 2024, arXiv 2305.17212;
+    formulas as in the authors' code, epfml/REQ), `rotation/<path>` is the
+    mean over its output units `j` (the last-axis slices, `w[..., j]`) of
+    the angle each unit turned in the logged step, `p` the weights one
+    step before:
+
+    ```python
+    w_j, p_j = w[..., j].ravel(), p[..., j].ravel()
+    cos = sum(w_j * p_j) / (norm(w_j) * norm(p_j))
+    angle_j = arccos(clip(cos, -1, 1))
+    ```
+
+    computed as the equal `2 * arcsin(norm(w_j / norm(w_j) - p_j /
+    norm(p_j)) / 2)`, which keeps small angles in float32; a unit with a
+    zero norm is left out of the mean. `rotation_equilibrium/<path>` is the
+    angle the rotational equilibrium predicts for the hyperparameters of
+    the logged step, with `d = c * wd * decay_mult` the per-step factor
+    of the optimizer's decoupled decay `w <- w - d * w` (`c = lr * lr_mult`
+    in Keras' rule; `c` of keras_decay's `weight_decay_mode`, see
+    `keras_decay.rules.step_decay`) and `l2` the gradient coefficient of
+    the variable's L2 regularizer (`2 * l2` of `keras.regularizers.L2`,
+    `keras_decay.WeightDecay` and `apply_weight_decay`):
+
+    ```python
+    # Adam, AdamW (decoupled decay, beta_1):
+    sqrt(2 * d * (1 - beta_1) / (1 + beta_1))
+    # SGD, momentum m (not Nesterov): coupled L2 (Kosson et al.'s SGDM,
+    # sqrt(2 * lr * l2 / (1 + m))) plus the decoupled decay, which does
+    # not pass through the momentum:
+    sqrt(2 * (d * (1 - m) + lr * lr_mult * l2) / (1 + m))
+    # Lion (beta_1, beta_2):
+    sqrt(pi / 2) * sqrt(2 * d) * sqrt((1 - beta_1)**2
+                                      + beta_1**2 * (1 - beta_2) / (1 + beta_2))
+    ```
+
+    No `rotation_equilibrium` tag where no formula applies: a variable
+    without any decay, coupled L2 under Adam or Lion, Nesterov SGD, and
+    the other optimizers (Nadam, Adamax, RMSprop, Adagrad, Muon, ...). The
+    prediction holds for scale-invariant weights (a layer followed by a
+    normalization) once the norm has settled, a few timescales `1 / d`
+    into training, on data the network cannot memorise: where the
+    gradients vanish (a training set learnt by heart) no equilibrium forms.
+    The weights one step before the logged step are copied at the start
+    of that step (`on_train_batch_begin`; with `update_freq="epoch"`, of
+    the epoch's last step, known from `steps_per_epoch` or the data's
+    length): `rotation=True` holds one more copy of the `ndim > 1`
+    variables at logged steps. `steps_per_execution > 1` (Keras calls the
+    batch hooks once per group of steps) is a `ValueError` at
+    `on_train_begin`; a log whose copy is not exactly one optimizer step
+    old (gradient accumulation, a skipped step, an epoch of unknown length)
+    leaves the rotation tags out, with one `RuntimeWarning`.
+
+    With `cautious_weight_decay=True` on a `keras_decay.optimizers`
+    optimizer, `decay/cautious_fraction` is, of the entries the logged
+    step would decay, the fraction cautious decay kept decaying (where the
+    update and the weight agree in sign), counted by the optimizer in its
+    step (`optimizer.cautious_fraction`).
 
     `w_last` is the value at the previous log (at the start of `fit` for the
     first log of a `fit`). Once per log also `weight_norm/global =
@@ -193,7 +256,13 @@ class WeightNormLogger(keras.callbacks.Callback):
             `nonfinite = sum_G nonfinite(w)`, one histogram of all its
             entries. A run that would write more than 2,000 tags warns once
             (a `UserWarning` naming this option): TensorBoard loads that
-            many slowly. Defaults to `"variable"`.
+            many slowly. Defaults to `"variable"`. With `rotation`, a
+            layer's `rotation` is the mean over the units of all its
+            `ndim > 1` variables, and its `rotation_equilibrium` the
+            unit-weighted mean of their predictions (logged where each
+            has one).
+        rotation: Bool. Whether to log `rotation/` and
+            `rotation_equilibrium/` (above). Defaults to `False`.
 
     Example:
 
@@ -216,6 +285,7 @@ class WeightNormLogger(keras.callbacks.Callback):
         hparams=None,
         stop_on_nonfinite=True,
         group_by="variable",
+        rotation=False,
     ):
         super().__init__()
         expected = "a non-empty str or path"
@@ -234,6 +304,7 @@ class WeightNormLogger(keras.callbacks.Callback):
         self.group_by = check_choice(
             group_by, "group_by", ("variable", "layer")
         )
+        self.rotation = check_bool(rotation, "rotation")
         self._every = 1 if self.update_freq == "batch" else self.update_freq
         if self.update_freq == "epoch":
             # Keep Keras' default (a no-op) so that `fit` may still dispatch
@@ -244,6 +315,7 @@ class WeightNormLogger(keras.callbacks.Callback):
         self._key = None
         self._hparams_written = False
         self._warned_tags = False
+        self._warned_rotation = False
         self.nonfinite_variables = []
 
     def get_config(self):
@@ -255,6 +327,7 @@ class WeightNormLogger(keras.callbacks.Callback):
             "hparams": None if self.hparams is None else dict(self.hparams),
             "stop_on_nonfinite": self.stop_on_nonfinite,
             "group_by": self.group_by,
+            "rotation": self.rotation,
         }
 
     @classmethod
@@ -338,6 +411,8 @@ class WeightNormLogger(keras.callbacks.Callback):
             groups,
             constraint=self._lion,
         )
+        self._rotation = Rotation(variables) if self.rotation else None
+        self._equilibrium = None
         self._check_tag_budget(len(layers))
 
     def _check_tag_budget(self, layers):
@@ -345,6 +420,9 @@ class WeightNormLogger(keras.callbacks.Callback):
         statistics = self._statistics
         per_name = len(statistics.columns) + int(self.histograms)
         tags = len(statistics.layout()[0]) + len(statistics.layout()[1])
+        if self._rotation is not None:
+            groups = set(statistics.group_ids[self._rotation.indices])
+            tags += 2 * len(groups)
         if tags <= TAG_BUDGET or self._warned_tags:
             return
         self._warned_tags = True
@@ -374,16 +452,41 @@ class WeightNormLogger(keras.callbacks.Callback):
     # -- callback hooks -------------------------------------------------------
 
     def on_train_begin(self, logs=None):
+        group = getattr(self.model, "steps_per_execution", 1) or 1
+        if self.rotation and group > 1:
+            raise ValueError(
+                "WeightNormLogger(rotation=True) needs the weights one step "
+                "before the logged step, and Keras calls batch callbacks "
+                f"once per steps_per_execution={group} steps: compile with "
+                "steps_per_execution=1 or pass rotation=False."
+            )
         self._writer = self._open_writer() if self._should_write() else None
         self._described = set()
         sync_jax_state(self.model)
         self._build()
         self._in_scope(self._statistics.reset)
         self._batches = 0
+        self._captured_at = None
+        if self._rotation is not None:
+            self._rotation.drop()
         if self.hparams is not None and not self._hparams_written:
             if self._writer is not None:
                 self._writer.write(0, hparams_summary(self.hparams))
             self._hparams_written = True
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._rotation is None:
+            return
+        if self.update_freq == "epoch":
+            steps = (self.params or {}).get("steps")
+            logged = steps is not None and batch == steps - 1
+        else:
+            logged = (self._batches + 1) % self._every == 0
+        if logged:  # The copy `rotation/` compares the logged step with.
+            sync_jax_state(self.model)
+            optimizer = unwrap_optimizer(self.model.optimizer)
+            self._captured_at = int(ops.convert_to_numpy(optimizer.iterations))
+            self._in_scope(self._rotation.capture)
 
     def on_train_batch_end(self, batch, logs=None):
         if self.update_freq == "epoch":
@@ -429,6 +532,11 @@ class WeightNormLogger(keras.callbacks.Callback):
         )
         if optimizer is not None:
             scalars.update(self._decay_scalars(optimizer, used))
+        if getattr(optimizer, "cautious_weight_decay", False) is True:
+            # The optimizer counts it in its step (the logged one).
+            scalars["decay/cautious_fraction"] = optimizer.cautious_fraction
+        if self._rotation is not None:
+            scalars.update(self._rotation_scalars(optimizer, iterations, used))
         if self._writer is not None:
             summary = log_summary(scalars, histograms, self._described)
             self._writer.write(step, summary)
@@ -439,17 +547,71 @@ class WeightNormLogger(keras.callbacks.Callback):
         the optimizer's `weight_decay` times keras_decay's `decay_mult`
         (0 where the variable is excluded from decay)."""
         if self._decays is None:  # The optimizer is built by now.
-            multiplier = getattr(optimizer, "_decay_multiplier", None)
-            self._decays = np.array(
-                [
-                    0.0
-                    if not uses_weight_decay(optimizer, v)
-                    else (1.0 if multiplier is None else multiplier(v))
-                    for v in self._statistics.variables
-                ]
-            )
+            variables = self._statistics.variables
+            self._decays = multipliers(optimizer, variables)[0]
         decay = current_hyperparameters(optimizer, step)["weight_decay"]
         return float(decay) * self._decays
+
+    def _rotation_scalars(self, optimizer, iterations, step):
+        """`rotation/<name>` and `rotation_equilibrium/<name>` of the step
+        that made `iterations` (left out, with a warning once, unless the
+        copy was taken exactly one optimizer step before)."""
+        rotation = self._rotation
+        captured, self._captured_at = self._captured_at, None
+        if not rotation.captured or iterations - captured != 1:
+            rotation.drop()
+            self._warn_rotation(iterations, captured)
+            return {}
+        sums, counts = self._in_scope(rotation.angles)
+        if self._equilibrium is None:  # The optimizer is built by now.
+            self._equilibrium = Equilibrium(
+                optimizer, self._statistics.variables, rotation.indices
+            )
+        current = current_hyperparameters(optimizer, step)
+        predicted = self._equilibrium.angles(current)
+        statistics = self._statistics
+        scalars = {}
+        for g, name in enumerate(statistics.names):
+            members = [
+                i for i in rotation.indices if statistics.group_ids[i] == g
+            ]
+            if not members:
+                continue
+            units = np.sum(counts[members])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                scalars[f"rotation/{name}"] = float(
+                    np.sum(sums[members]) / units
+                )
+                if all(i in predicted for i in members):
+                    total = sum(predicted[i] * counts[i] for i in members)
+                    scalars[f"rotation_equilibrium/{name}"] = float(
+                        total / units
+                    )
+        return scalars
+
+    def _warn_rotation(self, iterations, captured):
+        if self._warned_rotation:
+            return
+        self._warned_rotation = True
+        if captured is None:
+            why = (
+                "no copy was taken before the logged step (update_freq="
+                '"epoch" with an unknown number of steps per epoch: pass '
+                "steps_per_epoch or an integer update_freq)"
+            )
+        else:
+            why = (
+                f"{iterations - captured} optimizer steps passed since the "
+                "copy (gradient accumulation, or a step the optimizer "
+                "skipped)"
+            )
+        warnings.warn(
+            "WeightNormLogger: rotation/ left out of the log at optimizer "
+            f"step {iterations}: it needs the weights one step before the "
+            f"logged step, and {why}.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
 
     def _check_nonfinite(self, scalars):
         names = self._statistics.names
