@@ -35,6 +35,7 @@ __all__ = [
     "build_model",
     "build_optimizer",
     "global_weight_norm",
+    "train_lockstep",
     "train_trial",
 ]
 
@@ -168,32 +169,27 @@ def _gather(x, y, indices, batch_size):
             yield x[batch], y[batch]
 
 
-def _batches(data, batch_size, epochs, seed):
-    """`(fit arguments, steps_per_epoch)` for the seeded batch order."""
-    indices, steps, batch_size = epoch_order(
-        len(data.x_train), batch_size, epochs, seed
-    )
+def _batches(data, indices, steps, batch_size):
+    """The fit arguments for the epochs of `indices` (`epoch_order`)."""
     if data.x_train[0].nbytes * indices.size <= _GATHER_LIMIT:
         # All epochs gathered once: Keras slices them in order, no
         # per-batch Python (`steps_per_epoch` keeps its place between
         # epochs).
         flat = indices.reshape(-1)
-        kwargs = {
+        return {
             "x": data.x_train[flat],
             "y": data.y_train[flat],
             "batch_size": batch_size,
             "steps_per_epoch": steps,
             "shuffle": False,
         }
-    else:
-        # One generator over all epochs: its order cannot depend on when
-        # Keras prefetches.
-        kwargs = {
-            "x": _gather(data.x_train, data.y_train, indices, batch_size),
-            "steps_per_epoch": steps,
-            "shuffle": False,
-        }
-    return kwargs, steps
+    # One generator over all epochs: its order cannot depend on when
+    # Keras prefetches.
+    return {
+        "x": _gather(data.x_train, data.y_train, indices, batch_size),
+        "steps_per_epoch": steps,
+        "shuffle": False,
+    }
 
 
 HISTORY_KEYS = (
@@ -332,6 +328,35 @@ class _OptionalWeightNormLogger(keras.callbacks.Callback):
             self._logger.on_train_end(logs)
 
 
+class _Once(keras.callbacks.Callback):
+    """`callback` over several `fit` calls: its `on_train_begin` on the
+    first only, its `on_train_end` at `close()` (a lockstep trial fits one
+    epoch at a time; the logger's set-up would otherwise run each epoch)."""
+
+    def __init__(self, callback):
+        super().__init__()
+        self._callback, self._begun = callback, False
+
+    def set_model(self, model):
+        super().set_model(model)
+        self._callback.set_model(model)
+
+    def on_train_begin(self, logs=None):
+        if not self._begun:
+            self._begun = True
+            self._callback.on_train_begin(logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._callback.on_epoch_begin(epoch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._callback.on_epoch_end(epoch, logs)
+
+    def close(self):
+        if self._begun:
+            self._callback.on_train_end()
+
+
 _DATA_CACHE = {}
 
 
@@ -352,6 +377,125 @@ def _data(config, seed):
     return _DATA_CACHE[key]
 
 
+class _SeedRun:
+    """One seed of a trial: its model, batches, callbacks and writer,
+    trained a span of epochs at a time (`fit`), then `result()`."""
+
+    def __init__(self, config, trial, seed, run_dir, say, progress):
+        self.config, self.trial, self.seed = config, trial, seed
+        self.run_dir = run_dir
+        self.data = data = _data(config, seed)
+        keras.utils.set_random_seed(seed)
+        self.model = build_model(
+            data.x_train.shape[1:],
+            data.num_classes,
+            weight_decay=trial.weight_decay,
+            dropout=trial.dropout,
+            seed=seed,
+        )
+        self.indices, self.steps_per_epoch, self.batch_size = epoch_order(
+            len(data.x_train), config["batch_size"], config["epochs"], seed
+        )
+        self.model.compile(
+            optimizer=build_optimizer(
+                config["lr"],
+                config["momentum"],
+                config["lr_schedule"],
+                self.steps_per_epoch,
+            ),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            # One compiled call per epoch; PyTorch's trainer takes only 1.
+            steps_per_execution=(
+                1
+                if keras.backend.backend() == "torch"
+                else self.steps_per_epoch
+            ),
+        )
+        os.makedirs(run_dir, exist_ok=True)
+        self.hparams = {
+            "run": trial.run,
+            "weight_decay": trial.weight_decay or 0.0,
+            "dropout": trial.dropout or 0.0,
+            "seed": seed,
+        }
+        self.writer = _TrialWriter(run_dir, self.hparams)
+        self.measure = _Measure(
+            data,
+            progress=say if progress else None,
+            epochs=config["epochs"],
+            writer=self.writer,
+        )
+        self.logger = _Once(_OptionalWeightNormLogger(run_dir, say))
+        self.seconds = 0.0
+
+    def fit(self, start, stop):
+        """Trains epochs `start` to `stop - 1` (0-based) in one `fit`."""
+        begin = time.perf_counter()
+        try:
+            self.model.fit(
+                **_batches(
+                    self.data,
+                    self.indices[start:stop],
+                    self.steps_per_epoch,
+                    self.batch_size,
+                ),
+                initial_epoch=start,
+                epochs=stop,
+                callbacks=[self.measure, self.logger],
+                verbose=0,
+            )
+        finally:
+            self.seconds += time.perf_counter() - begin
+
+    @property
+    def val_accuracy(self):
+        """The validation accuracy after each epoch trained so far."""
+        return self.measure.history["val_accuracy"]
+
+    def close(self):
+        begin = time.perf_counter()
+        try:
+            self.logger.close()
+        finally:
+            self.writer.close()
+            self.seconds += time.perf_counter() - begin
+
+    def result(self, pruned=False):
+        config, trial = self.config, self.trial
+        h = self.measure.history
+        best = int(np.argmax(h["val_accuracy"]))
+        epochs = len(h["val_accuracy"])
+        # Coupled L2 (our WeightDecay) under SGD with momentum; none: inf.
+        tau = (
+            timescale(
+                config["lr"],
+                trial.weight_decay,
+                momentum=config["momentum"],
+                decoupled=False,
+            )
+            if trial.weight_decay
+            else math.inf
+        )
+        final = {k: h[k][-1] for k in HISTORY_KEYS if k != "learning_rate"}
+        return dict(
+            self.hparams,
+            **final,
+            best_val_accuracy=h["val_accuracy"][best],
+            best_epoch=best + 1,
+            epochs_trained=epochs,
+            pruned=pruned,
+            tau_steps=None if math.isinf(tau) else tau,
+            steps_trained=self.steps_per_epoch * epochs,
+            num_train=len(self.data.x_train),
+            num_val=len(self.data.x_val),
+            num_flipped=int(self.data.flipped.sum()),
+            seconds=self.seconds,
+            log_dir=self.run_dir,
+            history=h,
+        )
+
+
 def train_trial(
     config, trial, run_dir, *, say=None, progress=False, return_model=False
 ):
@@ -367,85 +511,54 @@ def train_trial(
         return_model: Bool. Whether to return `(result, model)`.
     """
     say = say or (lambda line: None)
-    seed = trial.seed
-    data = _data(config, seed)
-    keras.utils.set_random_seed(seed)
-    model = build_model(
-        data.x_train.shape[1:],
-        data.num_classes,
-        weight_decay=trial.weight_decay,
-        dropout=trial.dropout,
-        seed=seed,
-    )
-    batches, steps_per_epoch = _batches(
-        data, config["batch_size"], config["epochs"], seed
-    )
-    model.compile(
-        optimizer=build_optimizer(
-            config["lr"],
-            config["momentum"],
-            config["lr_schedule"],
-            steps_per_epoch,
-        ),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        # One compiled call per epoch; PyTorch's trainer takes only 1.
-        steps_per_execution=(
-            1 if keras.backend.backend() == "torch" else steps_per_epoch
-        ),
-    )
-    os.makedirs(run_dir, exist_ok=True)
-    hparams = {
-        "run": trial.run,
-        "weight_decay": trial.weight_decay or 0.0,
-        "dropout": trial.dropout or 0.0,
-        "seed": seed,
-    }
-    writer = _TrialWriter(run_dir, hparams)
-    measure = _Measure(
-        data,
-        progress=say if progress else None,
-        epochs=config["epochs"],
-        writer=writer,
-    )
-    start = time.perf_counter()
+    run = _SeedRun(config, trial, trial.seed, run_dir, say, progress)
     try:
-        model.fit(
-            **batches,
-            epochs=config["epochs"],
-            callbacks=[measure, _OptionalWeightNormLogger(run_dir, say)],
-            verbose=0,
-        )
+        run.fit(0, config["epochs"])
     finally:
-        writer.close()
-    seconds = time.perf_counter() - start
-    h = measure.history
-    best = int(np.argmax(h["val_accuracy"]))
-    # Coupled L2 (our WeightDecay) under SGD with momentum; none: infinite.
-    tau = (
-        timescale(
-            config["lr"],
-            trial.weight_decay,
-            momentum=config["momentum"],
-            decoupled=False,
-        )
-        if trial.weight_decay
-        else math.inf
-    )
-    final = {key: h[key][-1] for key in HISTORY_KEYS if key != "learning_rate"}
-    result = dict(
-        hparams,
-        **final,
-        best_val_accuracy=h["val_accuracy"][best],
-        best_epoch=best + 1,
-        epochs_trained=len(h["val_accuracy"]),
-        tau_steps=None if math.isinf(tau) else tau,
-        steps_trained=steps_per_epoch * config["epochs"],
-        num_train=len(data.x_train),
-        num_val=len(data.x_val),
-        num_flipped=int(data.flipped.sum()),
-        seconds=seconds,
-        log_dir=run_dir,
-        history=h,
-    )
-    return (result, model) if return_model else result
+        run.close()
+    result = run.result()
+    return (result, run.model) if return_model else result
+
+
+def train_lockstep(config, trial, logdir, report, *, say=None, progress=False):
+    """Trains every seed of `trial` (`trial.seeds`) epoch by epoch.
+
+    After each epoch `report(epochs, value)` gets the epochs trained so far
+    and the mean over the seeds of their validation accuracy; when
+    it returns `True` (the pruner's verdict) every seed stops there, so a
+    point is stopped only on evidence from all its seeds.
+
+    Returns:
+        `(results, pruned)`: one result per seed (as `train_trial`, with
+        `pruned`), and whether the trial was stopped early.
+    """
+    say = say or (lambda line: None)
+    runs = []
+    try:
+        for seed, folder in trial.runs:
+
+            def said(line, seed=seed):
+                say(f"seed {seed}: {line}")
+
+            runs.append(
+                _SeedRun(
+                    config,
+                    trial,
+                    seed,
+                    os.path.join(logdir, folder),
+                    said,
+                    progress,
+                )
+            )
+        pruned = False
+        for epoch in range(config["epochs"]):
+            for run in runs:
+                run.fit(epoch, epoch + 1)
+            mean = float(np.mean([run.val_accuracy[-1] for run in runs]))
+            if report(epoch + 1, mean) and epoch + 1 < config["epochs"]:
+                pruned = True
+                break
+    finally:
+        for run in runs:
+            run.close()
+    return [run.result(pruned) for run in runs], pruned
