@@ -407,10 +407,10 @@ OPTIONS = (
         "pruner",
         "none",
         "stop a weight decay early on Optuna's MedianPruner or "
-        "HyperbandPruner, judged on the mean val accuracy over its seeds "
-        "each epoch (all seeds train in one trial); none by default: "
-        "early accuracy misranks λ here (strong decay learns slower, no "
-        "decay memorizes later), see the README",
+        "HyperbandPruner, judged each epoch on the mean val accuracy over "
+        "its seeds (trained together in one trial); none by default: on "
+        "the README's sweep median saved 19 %% of the epochs, hyperband "
+        "pruned the best λ (early accuracy favours weak decay)",
         _choice("pruner", PRUNERS),
         commands=("sweep",),
         metavar="{" + ",".join(PRUNERS) + "}",

@@ -15,6 +15,7 @@ with the package's TF-free event writer on every backend.
 
 import math
 import os
+import threading
 import time
 
 import keras
@@ -328,35 +329,6 @@ class _OptionalWeightNormLogger(keras.callbacks.Callback):
             self._logger.on_train_end(logs)
 
 
-class _Once(keras.callbacks.Callback):
-    """`callback` over several `fit` calls: its `on_train_begin` on the
-    first only, its `on_train_end` at `close()` (a lockstep trial fits one
-    epoch at a time; the logger's set-up would otherwise run each epoch)."""
-
-    def __init__(self, callback):
-        super().__init__()
-        self._callback, self._begun = callback, False
-
-    def set_model(self, model):
-        super().set_model(model)
-        self._callback.set_model(model)
-
-    def on_train_begin(self, logs=None):
-        if not self._begun:
-            self._begun = True
-            self._callback.on_train_begin(logs)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._callback.on_epoch_begin(epoch, logs)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._callback.on_epoch_end(epoch, logs)
-
-    def close(self):
-        if self._begun:
-            self._callback.on_train_end()
-
-
 _DATA_CACHE = {}
 
 
@@ -426,37 +398,26 @@ class _SeedRun:
             epochs=config["epochs"],
             writer=self.writer,
         )
-        self.logger = _Once(_OptionalWeightNormLogger(run_dir, say))
+        self.logger = _OptionalWeightNormLogger(run_dir, say)
         self.seconds = 0.0
 
-    def fit(self, start, stop):
-        """Trains epochs `start` to `stop - 1` (0-based) in one `fit`."""
+    def fit(self, gate=None):
+        """Trains every epoch in one `fit` (`gate`: a callback after the
+        measurements, which may stop it); closes the writer."""
         begin = time.perf_counter()
+        callbacks = [self.measure, self.logger]
         try:
             self.model.fit(
                 **_batches(
                     self.data,
-                    self.indices[start:stop],
+                    self.indices,
                     self.steps_per_epoch,
                     self.batch_size,
                 ),
-                initial_epoch=start,
-                epochs=stop,
-                callbacks=[self.measure, self.logger],
+                epochs=self.config["epochs"],
+                callbacks=callbacks + ([] if gate is None else [gate]),
                 verbose=0,
             )
-        finally:
-            self.seconds += time.perf_counter() - begin
-
-    @property
-    def val_accuracy(self):
-        """The validation accuracy after each epoch trained so far."""
-        return self.measure.history["val_accuracy"]
-
-    def close(self):
-        begin = time.perf_counter()
-        try:
-            self.logger.close()
         finally:
             self.writer.close()
             self.seconds += time.perf_counter() - begin
@@ -512,21 +473,75 @@ def train_trial(
     """
     say = say or (lambda line: None)
     run = _SeedRun(config, trial, trial.seed, run_dir, say, progress)
-    try:
-        run.fit(0, config["epochs"])
-    finally:
-        run.close()
+    run.fit()
     result = run.result()
     return (result, run.model) if return_model else result
 
 
-def train_lockstep(config, trial, logdir, report, *, say=None, progress=False):
-    """Trains every seed of `trial` (`trial.seeds`) epoch by epoch.
+class _Lockstep:
+    """The seeds of a lockstep trial, one `fit` each in its own thread,
+    meet after every epoch (a barrier); the last to arrive reports their
+    mean val accuracy and reads the verdict, which stops them all.
 
-    After each epoch `report(epochs, value)` gets the epochs trained so far
-    and the mean over the seeds of their validation accuracy; when
-    it returns `True` (the pruner's verdict) every seed stops there, so a
-    point is stopped only on evidence from all its seeds.
+    One `fit` per seed: a `fit(initial_epoch=e, epochs=e + 1)` per seed and
+    epoch instead costs a data pipeline and a callback set-up per epoch
+    (measured: 2.8x the training time of the per-seed trials).
+    """
+
+    def __init__(self, runs, report, epochs):
+        self.runs, self.report, self.epochs = runs, report, epochs
+        self.barrier = threading.Barrier(len(runs), action=self._judge)
+        self.pruned = False
+
+    def _judge(self):
+        trained = len(self.runs[0].measure.history["val_accuracy"])
+        values = [run.measure.history["val_accuracy"][-1] for run in self.runs]
+        if self.report(trained, float(np.mean(values))):
+            self.pruned = trained < self.epochs
+
+    def gate(self):
+        lockstep = self
+
+        class Gate(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                lockstep.barrier.wait()
+                if lockstep.pruned:
+                    self.model.stop_training = True
+
+        return Gate()
+
+    def train(self):
+        errors = []
+
+        def fit(run):
+            try:
+                run.fit(self.gate())
+            except BaseException as error:  # noqa: BLE001 (re-raised)
+                errors.append(error)
+                self.barrier.abort()  # the other seeds stop waiting
+
+        threads = [
+            threading.Thread(target=fit, args=(run,)) for run in self.runs
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        real = [
+            e for e in errors if not isinstance(e, threading.BrokenBarrierError)
+        ]
+        if real or errors:
+            raise (real or errors)[0]
+
+
+def train_lockstep(config, trial, logdir, report, *, say=None, progress=False):
+    """Trains every seed of `trial` (`trial.seeds`) in lockstep.
+
+    Each seed trains in its own thread; after each epoch, once every seed
+    has measured it, `report(epochs, value)` gets the epochs trained and
+    the mean over the seeds of their validation accuracy; when it returns
+    `True` (the pruner's verdict) every seed stops there, so a point is
+    stopped only on evidence from all its seeds.
 
     Returns:
         `(results, pruned)`: one result per seed (as `train_trial`, with
@@ -534,31 +549,13 @@ def train_lockstep(config, trial, logdir, report, *, say=None, progress=False):
     """
     say = say or (lambda line: None)
     runs = []
-    try:
-        for seed, folder in trial.runs:
+    for seed, folder in trial.runs:
 
-            def said(line, seed=seed):
-                say(f"seed {seed}: {line}")
+        def said(line, seed=seed):
+            say(f"seed {seed}: {line}")
 
-            runs.append(
-                _SeedRun(
-                    config,
-                    trial,
-                    seed,
-                    os.path.join(logdir, folder),
-                    said,
-                    progress,
-                )
-            )
-        pruned = False
-        for epoch in range(config["epochs"]):
-            for run in runs:
-                run.fit(epoch, epoch + 1)
-            mean = float(np.mean([run.val_accuracy[-1] for run in runs]))
-            if report(epoch + 1, mean) and epoch + 1 < config["epochs"]:
-                pruned = True
-                break
-    finally:
-        for run in runs:
-            run.close()
-    return [run.result(pruned) for run in runs], pruned
+        path = os.path.join(logdir, folder)
+        runs.append(_SeedRun(config, trial, seed, path, said, progress))
+    lockstep = _Lockstep(runs, report, config["epochs"])
+    lockstep.train()
+    return [run.result(lockstep.pruned) for run in runs], lockstep.pruned

@@ -14,6 +14,13 @@ trains each on every seed; `--weight-decay auto` is the grid of λ = 0 and
 (`auto_grid`). `--dropout` is the same as a grid or range, uniform. Output: a
 table per λ (and dropout) of mean ± sd over the seeds, the best λ,
 `results.json` and `sweep.png` (accuracy against λ on a log axis).
+
+`--pruner median|hyperband` stops hopeless points early with Optuna's
+pruner (`engine.make_pruner`): one trial per point trains its seeds in
+lockstep and reports the mean over them after each epoch, so a point is
+dropped only on evidence from all its seeds; a pruned point is a result
+(never trained again, marked in the table, `results.json` and the figure)
+and the best λ is chosen among the points whose seeds all completed.
 """
 
 import math

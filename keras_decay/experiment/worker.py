@@ -192,7 +192,7 @@ def _lockstep_line(results, pruned, epochs, finished):
     seed's val accuracy, epochs trained."""
     trained = results[0]["epochs_trained"]
     verdict = f"pruned at epoch {trained}/{epochs}" if pruned else "done"
-    seconds = sum(r["seconds"] for r in results)
+    seconds = max(r["seconds"] for r in results)  # side by side
     accuracies = [r["val_accuracy"] for r in results]
     seeds = ", ".join(
         f"seed {r['seed']} {r['val_accuracy']:.3f}" for r in results
