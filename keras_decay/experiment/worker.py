@@ -200,7 +200,7 @@ def _lockstep_line(results, pruned, epochs, finished):
     return (
         f"{verdict} in {seconds:.1f} s: mean val acc "
         f"{sum(accuracies) / len(accuracies):.3f} ({seeds}), {trained} "
-        f"epochs x {len(results)} seeds — {finished}"
+        f"epoch(s) x {len(results)} seeds — {finished}"
     )
 
 
