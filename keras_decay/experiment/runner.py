@@ -520,13 +520,20 @@ class _Lockstep:
                 errors.append(error)
                 self.barrier.abort()  # the other seeds stop waiting
 
+        # Daemons: an interrupt (SIGTERM, Ctrl-C) in the joining thread
+        # ends the process without waiting for the seeds' training.
         threads = [
-            threading.Thread(target=fit, args=(run,)) for run in self.runs
+            threading.Thread(target=fit, args=(run,), daemon=True)
+            for run in self.runs
         ]
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join()
+        try:
+            for thread in threads:
+                thread.join()
+        except BaseException:
+            self.barrier.abort()
+            raise
         real = [
             e for e in errors if not isinstance(e, threading.BrokenBarrierError)
         ]
