@@ -30,6 +30,7 @@ import pytest
 
 import keras_decay_cli as cli
 from keras_decay.experiment import engine as engine_lib
+from keras_decay.experiment import report
 from keras_decay.experiment import sweep
 from keras_decay.experiment.data import load_data
 from keras_decay.experiment.trial import Trial
@@ -750,3 +751,226 @@ def test_postgresql_two_machines_share_one_study(postgres_url, tmp_path):
     for trial in trials:
         if trial.state == optuna.trial.TrialState.FAIL:
             assert trial.user_attrs["status"] == "duplicate"
+
+
+# -- pruning: one lockstep trial per point, Optuna's pruners -----------------
+
+# 3 epochs of 9 steps: λ = 3 stays at chance (0.1) while 0 and 1e-2 learn.
+PRUNED = ["--epochs", "3", "--train-fraction", "0.5", "--pruner", "median"]
+PRUNED_GRID = ["--weight-decay", "0,1e-2,3", "--seeds", "1,2"]
+
+
+def _point_key(rate, seeds="1,2"):
+    return f"run=sweep weight_decay={rate!r} dropout=None seeds={seeds}"
+
+
+def _check_pruned_study(study, written, epochs=3):
+    """The hopeless point is PRUNED as a whole at its first judged epoch
+    (median rule, recomputed here with NumPy), the others COMPLETE; the
+    values Optuna saw are the means over the seeds' histories."""
+    state = optuna.trial.TrialState
+    trials = {t.user_attrs["key"]: t for t in study.get_trials()}
+    assert sorted(trials) == sorted(_point_key(r) for r in (None, 1e-2, 3.0))
+    assert trials[_point_key(3.0)].state == state.PRUNED
+    for rate in (None, 1e-2):
+        assert trials[_point_key(rate)].state == state.COMPLETE
+    histories = {}
+    for trial in written["trials"]:
+        histories.setdefault(trial["weight_decay"], []).append(
+            trial["history"]["val_accuracy"]
+        )
+    for rate, trial in ((0.0, None), (1e-2, 1e-2), (3.0, 3.0)):
+        mean = np.mean(histories[rate], axis=0)  # over the 2 seeds
+        reported = trials[_point_key(trial)].intermediate_values
+        assert sorted(reported) == list(range(1, len(mean) + 1))
+        np.testing.assert_allclose(
+            [reported[e] for e in sorted(reported)], mean, rtol=1e-12
+        )
+    # MedianPruner(n_startup_trials=2, n_warmup_steps=epochs // 3): the
+    # point's best mean so far is below the median of the complete points
+    # at that epoch (epoch 1 here).
+    stopped = trials[_point_key(3.0)]
+    step = stopped.last_step
+    assert step == 1 == epochs // 3
+    others = [np.mean(histories[r], axis=0)[step - 1] for r in (0.0, 1e-2)]
+    assert max(stopped.intermediate_values.values()) < np.median(others)
+    # Both seeds stopped there: a point is dropped as a whole.
+    seeds = [t for t in written["trials"] if t["weight_decay"] == 3.0]
+    assert [(t["seed"], t["pruned"], t["epochs_trained"]) for t in seeds] == [
+        (1, True, 1),
+        (2, True, 1),
+    ]
+    rows = {r["weight_decay"]: r for r in written["aggregate"]}
+    assert rows[3.0]["pruned"] and rows[3.0]["epochs_trained"] == 1
+    assert not rows[0.0]["pruned"] and rows[0.0]["epochs_trained"] == epochs
+    assert written["pruned"] == [
+        {"weight_decay": 3.0, "dropout": 0.0, "epochs_trained": 1}
+    ]
+    assert written["epochs_trained"] == 2 * (epochs + epochs + 1)
+    # The best among the complete points only.
+    finals = {r: np.mean([h[-1] for h in histories[r]]) for r in (0.0, 1e-2)}
+    assert written["best"]["weight_decay"] == max(finals, key=finals.get)
+    return trials
+
+
+def test_pruned_sweep_on_the_journal_stops_a_point_on_all_its_seeds(
+    tmp_path, capsys
+):
+    argv = [*PRUNED, *PRUNED_GRID, "--workers", "0"]
+    status, out, err = _sweep_here(tmp_path, capsys, *argv)
+    assert status == 0, err[-3000:]
+    written = json.loads((tmp_path / "results.json").read_text())
+    _check_pruned_study(_study(_journal(tmp_path)), written)
+    assert "| 3 | 0 | 2 |" in out and "| pruned at 1/3 |" in out
+    assert re.search(r"\[wd 3 dropout 0 seeds 1,2\] pruned at epoch 1/3", out)
+    assert "2 complete point(s); 1 pruned by --pruner median" in out
+    assert written["settings"]["pruner"] == "median"
+    # Each seed's folder, as in a sweep without pruning.
+    for seed in (1, 2):
+        assert (tmp_path / "trials" / f"wd_3-dropout_0-seed_{seed}").is_dir()
+    # A rerun trains nothing: the pruned point is a result.
+    status, out, err = _sweep_here(tmp_path, capsys, *argv)
+    assert status == 0, err[-2000:]
+    assert "to train" not in out
+    assert len(_study(_journal(tmp_path)).get_trials()) == 3
+    assert (
+        json.loads((tmp_path / "results.json").read_text())["pruned"]
+        == (written["pruned"])
+    )
+
+
+def test_lockstep_trains_each_seed_as_its_own_trial_would(tmp_path, capsys):
+    """The same batches, weights and masks: a lockstep point's seeds have
+    the histories of the per-seed trials of `--pruner none`."""
+    point = ["--weight-decay", "1e-2", "--seeds", "1,2", "--workers", "0"]
+    point += ["--epochs", "3", "--train-fraction", "0.5", "--dropout", "0.5"]
+    runs = {}
+    for pruner in ("none", "hyperband"):
+        logdir = tmp_path / pruner
+        status, _, err = _sweep_here(logdir, capsys, *point, "--pruner", pruner)
+        assert status == 0, err[-2000:]
+        written = json.loads((logdir / "results.json").read_text())
+        runs[pruner] = {t["seed"]: t["history"] for t in written["trials"]}
+    for seed in (1, 2):
+        for curve in ("val_accuracy", "loss", "weight_norm"):
+            np.testing.assert_allclose(
+                runs["hyperband"][seed][curve],
+                runs["none"][seed][curve],
+                rtol=1e-5,  # the same float32 computations, fit by fit
+            )
+
+
+def test_a_study_keeps_its_pruner_and_a_bad_pruner_is_one_line(
+    tmp_path, capsys
+):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["sweep", "--pruner", "mean"])
+    assert exit_info.value.code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "--pruner" in line and "Received: pruner='mean'" in line
+    argv = ["--weight-decay", "0", "--seeds", "1", "--workers", "0"]
+    status, _, err = _sweep_here(tmp_path, capsys, *argv)
+    assert status == 0, err[-2000:]
+    status, _, err = _sweep_here(tmp_path, capsys, *argv, "--pruner", "median")
+    assert status == 1
+    [line] = err.strip().splitlines()
+    assert "made with other settings: pruner='none' (here 'median')" in line
+    assert len(_study(_journal(tmp_path)).get_trials()) == 1
+
+
+def test_the_best_is_chosen_among_complete_points_only():
+    def result(rate, seed, accuracy, pruned):
+        curve = [accuracy] * (1 if pruned else 3)
+        history = dict.fromkeys(report._CURVES, curve)
+        metrics = dict.fromkeys(report.METRICS, accuracy)
+        return dict(
+            metrics,
+            weight_decay=rate,
+            dropout=0.0,
+            seed=seed,
+            pruned=pruned,
+            history=history,
+        )
+
+    # The pruned point's accuracy when stopped is the highest: not chosen.
+    results = [
+        result(rate, seed, accuracy + 0.01 * seed, pruned)
+        for rate, accuracy, pruned in ((0.0, 0.7, False), (1e-2, 0.8, False))
+        + ((3.0, 0.9, True),)
+        for seed in (1, 2)
+    ]
+    rows = report.aggregate(results, ("weight_decay", "dropout"))
+    assert [r["pruned"] for r in rows] == [False, False, True]
+    assert [r["epochs_trained"] for r in rows] == [3, 3, 1]
+    assert sweep.best(rows)["weight_decay"] == 1e-2
+    assert sweep.best([rows[2]]) is None
+    table = report.format_sweep_table(rows, epochs=3).splitlines()
+    assert table[0].endswith("| epochs |")
+    assert table[-1].endswith("| pruned at 1/3 |")
+    assert table[-2].endswith("| 3 |")
+    assert "epochs" not in report.format_sweep_table(rows)  # --pruner none
+
+
+def test_pruned_sweep_on_postgresql(postgres_url, tmp_path, capsys):
+    argv = [*PRUNED, *PRUNED_GRID, "--workers", "0"]
+    argv += ["--storage", postgres_url, "--study", "pruned"]
+    status, _, err = _sweep_here(tmp_path, capsys, *argv)
+    assert status == 0, err[-3000:]
+    written = json.loads((tmp_path / "results.json").read_text())
+    study = optuna.load_study(study_name="pruned", storage=postgres_url)
+    _check_pruned_study(study, written)
+
+
+def test_killed_pruned_sweep_resumes_without_training_a_pruned_point_again(
+    tmp_path, capsys
+):
+    # 0 and 1e-2 complete, 3 is pruned, then 1e-3 trains: the
+    # command is killed once a point is pruned.
+    grid = ["--weight-decay", "0,1e-2,3,1e-3", "--seeds", "1,2"]
+    argv = [*PRUNED, *grid]
+    process = _sweep(tmp_path, *argv, "--workers", "1", wait=False)
+    journal = tmp_path / engine_lib.JOURNAL_NAME
+    pruned_state = optuna.trial.TrialState.PRUNED
+    deadline = time.monotonic() + 300
+    pruned = []
+    while not pruned and time.monotonic() < deadline:
+        time.sleep(0.2)
+        if process.poll() is not None:
+            break
+        if journal.exists():
+            pruned = _study(_journal(tmp_path)).get_trials(
+                states=(pruned_state,)
+            )
+    assert pruned, process.communicate()[1][-2000:]
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate()
+    point = pruned[0]
+    label = f"[wd {point.params['weight_decay']:g} dropout 0 seeds 1,2]"
+    before = _study(_journal(tmp_path)).get_trials()
+    for trial in before:
+        worker = trial.user_attrs.get("worker")
+        deadline = time.monotonic() + 60
+        while worker and engine_lib._alive(worker["pid"], worker["start"]):
+            assert time.monotonic() < deadline, "the killed worker lives"
+            time.sleep(0.1)
+    status, out, err = _sweep_here(tmp_path, capsys, *argv, "--workers", "0")
+    assert status == 0, err[-3000:]
+    assert "to train in this process" in out and label not in out
+    trials = _study(_journal(tmp_path)).get_trials()
+    keys = [t.user_attrs["key"] for t in trials]
+    assert keys.count(point.user_attrs["key"]) == 1  # never trained again
+    assert trials[point.number].state == pruned_state
+    assert trials[point.number].intermediate_values == point.intermediate_values
+    state = optuna.trial.TrialState
+    finished = {
+        t.user_attrs["key"]
+        for t in trials
+        if t.state in (state.COMPLETE, state.PRUNED)
+    }
+    planned = [_point_key(r) for r in (None, 1e-2, 3.0, 1e-3)]
+    assert sorted(finished) == sorted(planned)
+    for trial in trials:
+        if trial.state == state.FAIL:
+            assert trial.user_attrs["status"] == "worker died"
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert len(written["trials"]) == 8 and written["best"] is not None

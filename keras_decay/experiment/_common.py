@@ -74,8 +74,12 @@ def environment():
 
 def study_settings(config):
     """What a study records and every rerun must match: the training
-    settings and the backend (numbers from two backends never mix)."""
-    return dict(config.hyperparameters(), backend=environment()["backend"])
+    settings, the backend (numbers from two backends never mix) and, for a
+    sweep, the pruner (a pruned and a full sweep never mix)."""
+    settings = dict(config.hyperparameters(), backend=environment()["backend"])
+    if config.command == "sweep":
+        settings["pruner"] = config.pruner
+    return settings
 
 
 def train(config, plan, storage, study, say):

@@ -10,6 +10,8 @@ opens the same storage and study (the local worker processes are
 started by `keras_decay.experiment.pool`). So:
 
 - a COMPLETE trial is never trained again: a rerun finds nothing to do;
+  nor is a PRUNED one (a sweep with `--pruner`: stopped early by Optuna's
+  pruner, `make_pruner`, on the mean over its seeds; it is a result);
 - two trials with the same key (two machines enqueueing at the same
   moment) are trained once: the lowest-numbered one that has not failed is
   the trial, a later one is marked `FAIL` with `status=duplicate` unrun;
@@ -44,6 +46,7 @@ from keras_decay_cli import options
 __all__ = [
     "JOURNAL_NAME",
     "Engine",
+    "make_pruner",
 ]
 
 JOURNAL_NAME = "experiment.journal"
@@ -278,6 +281,10 @@ class Engine:
             # process's backend.
             old = dict(old, backend=settings.get("backend"))
             self.study.set_user_attr("settings", old)
+        if old is not None and "pruner" not in old and "pruner" in settings:
+            # A sweep from before `--pruner`: it pruned nothing.
+            old = dict(old, pruner="none")
+            self.study.set_user_attr("settings", old)
         if old is not None and old != settings:
             diff = ", ".join(
                 f"{k}={old.get(k)!r} (here {settings.get(k)!r})"
@@ -317,7 +324,7 @@ class Engine:
         again. Returns the number enqueued.
         """
         state = self.optuna.trial.TrialState
-        live = (state.WAITING, state.RUNNING, state.COMPLETE)
+        live = (state.WAITING, state.RUNNING, state.COMPLETE, state.PRUNED)
         have, errors = set(), set()
         for trial in self.trials():
             key = trial.user_attrs.get("key")
@@ -328,9 +335,7 @@ class Engine:
         added = 0
         for trial in self.plan:
             if trial.key not in have | errors:
-                self.study.enqueue_trial(
-                    trial.params, user_attrs={"key": trial.key}
-                )
+                self._enqueue(trial)
                 added += 1
         return added
 
@@ -341,7 +346,7 @@ class Engine:
         retries, a worker does not loop on a failing trial. Returns their
         keys."""
         state = self.optuna.trial.TrialState
-        live = (state.WAITING, state.RUNNING, state.COMPLETE)
+        live = (state.WAITING, state.RUNNING, state.COMPLETE, state.PRUNED)
         have, errors = set(), collections.Counter()
         for trial in self.trials():
             key = trial.user_attrs.get("key")
@@ -352,11 +357,15 @@ class Engine:
         retried = []
         for trial in self.plan:
             if trial.key not in have and 0 < errors[trial.key] < ERROR_ATTEMPTS:
-                self.study.enqueue_trial(
-                    trial.params, user_attrs={"key": trial.key}
-                )
+                self._enqueue(trial)
                 retried.append(trial.key)
         return retried
+
+    def _enqueue(self, trial):
+        attrs = {"key": trial.key}
+        if trial.seeds:
+            attrs["seeds"] = list(trial.seeds)
+        self.study.enqueue_trial(trial.params, user_attrs=attrs)
 
     def reap(self):
         """Fails trials left RUNNING by dead workers; returns their numbers.
@@ -448,7 +457,7 @@ class Engine:
                 self._fail(claimed, "duplicate", duplicate_of=first)
                 continue
             trial = optuna.Trial(self.study, trial_id)
-            _suggest_enqueued(trial)
+            _suggest_enqueued(trial, plan[key])
             return Taken(trial, trial_id, plan[key])
 
     def heartbeat(self, taken):
@@ -472,11 +481,41 @@ class Engine:
         threading.Thread(target=beat, daemon=True).start()
         return stop
 
-    def finish(self, taken, result):
-        """Stores the result and tells Optuna the final val accuracy."""
-        self.storage.set_trial_user_attr(taken.trial_id, "result", result)
-        self.storage.set_trial_user_attr(taken.trial_id, "status", "done")
-        self.study.tell(taken.trial, result["val_accuracy"])
+    def use_pruner(self, name, epochs):
+        """Gives the study the pruner of `--pruner` (`make_pruner`)."""
+        self.study.pruner = make_pruner(name, epochs)
+
+    def reporter(self, taken):
+        """`report(epochs, value) -> prune`: tells Optuna a lockstep trial's
+        mean val accuracy after `epochs` epochs, returns the pruner's
+        verdict (`Trial.report`, `Trial.should_prune`)."""
+
+        def report(epochs, value):
+            taken.trial.report(value, epochs)
+            return taken.trial.should_prune()
+
+        return report
+
+    def finish(self, taken, result, pruned=False):
+        """Stores the result and tells Optuna the final val accuracy.
+
+        `result` is one seed's dict, or a lockstep trial's list (one per
+        seed; the value told is their mean); a `pruned` one is told PRUNED
+        (Optuna keeps the last mean reported as its value).
+        """
+        if isinstance(result, list):
+            value = sum(r["val_accuracy"] for r in result) / len(result)
+            self.storage.set_trial_user_attr(taken.trial_id, "results", result)
+        else:
+            value = result["val_accuracy"]
+            self.storage.set_trial_user_attr(taken.trial_id, "result", result)
+        status = "pruned" if pruned else "done"
+        self.storage.set_trial_user_attr(taken.trial_id, "status", status)
+        if pruned:
+            pruned_state = self.optuna.trial.TrialState.PRUNED
+            self.study.tell(taken.trial, state=pruned_state)
+        else:
+            self.study.tell(taken.trial, value)
 
     def fail(self, taken, status, error=None):
         attrs = {} if error is None else {"error": _one_line(error)}
@@ -487,30 +526,38 @@ class Engine:
     def results(self, keys=None):
         """`(results, missing, errors)` over `keys` (default: the plan).
 
-        `results`: the result of each planned key's COMPLETE trial;
-        `missing`: keys not complete; `errors`: `(key, message)` of trials
-        that failed with an error in training.
+        `results`: the result of each seed of each planned key's COMPLETE
+        or PRUNED trial (a lockstep trial has one per seed); `missing`:
+        keys not finished; `errors`: `(key, message)` of trials that failed
+        with an error in training.
         """
         state = self.optuna.trial.TrialState
+        finished = (state.COMPLETE, state.PRUNED)
         done, errors = {}, {}
         for trial in self.trials():
             key = trial.user_attrs.get("key")
-            if trial.state == state.COMPLETE and key not in done:
-                done[key] = trial.user_attrs["result"]
+            if trial.state in finished and key not in done:
+                attrs = trial.user_attrs
+                done[key] = (
+                    attrs["results"]
+                    if "results" in attrs
+                    else [attrs["result"]]
+                )
             elif trial.user_attrs.get("status") == "error":
                 errors[key] = trial.user_attrs.get("error", "")
         keys = keys or [t.key for t in self.plan]
         return (
-            [done[k] for k in keys if k in done],
+            [result for k in keys if k in done for result in done[k]],
             [k for k in keys if k not in done],
             [(k, errors[k]) for k in keys if k in errors and k not in done],
         )
 
     def progress(self):
-        """`(complete, planned)`: the planned trials complete so far."""
+        """`(finished, planned)`: the planned trials complete or pruned."""
         state = self.optuna.trial.TrialState
         keys = {t.key for t in self.plan}
-        done = {t.user_attrs.get("key") for t in self.trials((state.COMPLETE,))}
+        finished = self.trials((state.COMPLETE, state.PRUNED))
+        done = {t.user_attrs.get("key") for t in finished}
         return len(done & keys), len(keys)
 
     def counts(self):
@@ -638,14 +685,48 @@ def _reconnecting_storage_class():
     return _RECONNECTING[0]
 
 
-def _suggest_enqueued(trial):
+def _suggest_enqueued(trial, entry):
     """Records the enqueued parameters under distributions that do not
     depend on the plan: Optuna refuses a categorical whose choices grow, so
-    a grid grown by a rerun would fail."""
+    a grid grown by a rerun would fail. A lockstep trial (`entry.seeds`)
+    has no one seed."""
     trial.suggest_categorical("run", RUN_NAMES)
     trial.suggest_float("weight_decay", 0.0, sys.float_info.max)
     trial.suggest_float("dropout", 0.0, 1.0)
-    trial.suggest_int("seed", 0, 2**63 - 1)
+    if not entry.seeds:
+        trial.suggest_int("seed", 0, 2**63 - 1)
+
+
+def make_pruner(name, epochs):
+    """The Optuna pruner of `--pruner` for trials of `epochs` epochs.
+
+    - `"none"`: `optuna.pruners.NopPruner()`.
+    - `"median"`: `MedianPruner(n_startup_trials=2, n_warmup_steps=epochs
+      // 3)`: a point stops when its best mean val accuracy so far is
+      below the median of the complete points at the same epoch, judged
+      from a third of the training on (weight decay acts on its
+      timescale: early accuracy favours weak decay), against two complete
+      points at least.
+    - `"hyperband"`: `HyperbandPruner(min_resource=max(1, epochs // 10),
+      max_resource=epochs, reduction_factor=3)` (Li et al., "Hyperband: A
+      Novel Bandit-Based Approach to Hyperparameter Optimization", JMLR
+      2018): successive halving over brackets of minimum budgets.
+    """
+    from _keras_decay_validation import check_choice
+
+    check_choice(name, "pruner", options.PRUNERS)
+    pruners = _optuna().pruners
+    if name == "median":
+        return pruners.MedianPruner(
+            n_startup_trials=2, n_warmup_steps=epochs // 3
+        )
+    if name == "hyperband":
+        return pruners.HyperbandPruner(
+            min_resource=max(1, epochs // 10),
+            max_resource=epochs,
+            reduction_factor=3,
+        )
+    return pruners.NopPruner()
 
 
 def _redact(url):

@@ -48,7 +48,9 @@ def _mean_sd(values):
 def aggregate(results, by):
     """One dict per group of `results` with equal `by` fields, in order.
 
-    Each has the `by` fields, `seeds`, `n`, and for each of `METRICS`
+    Each has the `by` fields, `seeds`, `n`, `pruned` (whether its trials
+    were stopped by a pruner), `epochs_trained` (the most any of them
+    trained), and for each of `METRICS`
     `{"mean": m, "sd": s}` over the group's trials (`None` where the
     metric is undefined, e.g. τ without weight decay), and `curves`: the
     per-epoch mean and sd of the figures' curves.
@@ -61,6 +63,10 @@ def aggregate(results, by):
         row = dict(zip(by, values))
         row["seeds"] = [m["seed"] for m in members]
         row["n"] = len(members)
+        row["pruned"] = any(m.get("pruned", False) for m in members)
+        row["epochs_trained"] = max(
+            len(m["history"]["val_accuracy"]) for m in members
+        )
         for metric in METRICS:
             mean, sd = _mean_sd([m[metric] for m in members])
             row[metric] = {"mean": mean, "sd": sd}
@@ -100,9 +106,11 @@ _COLUMNS = (
 )
 
 
-def _table(first_columns, rows, cells):
+def _table(first_columns, rows, cells, epochs=None):
     header = list(first_columns) + [title for title, _ in _COLUMNS]
     header += ["weight norm", "τ / steps"]
+    if epochs is not None:
+        header.append("epochs")
     lines = [
         "| " + " | ".join(header) + " |",
         "| "
@@ -113,6 +121,8 @@ def _table(first_columns, rows, cells):
     for row in rows:
         values = cells(row) + [_cell(row[m], n=row["n"]) for _, m in _COLUMNS]
         values += [_cell(row["weight_norm"], 2, row["n"]), _tau_cell(row)]
+        if epochs is not None:
+            values.append(_epochs_cell(row, epochs))
         lines.append("| " + " | ".join(values) + " |")
     return "\n".join(lines)
 
@@ -127,12 +137,23 @@ def format_compare_table(rows):
     return _table(("run", "seeds"), rows, lambda r: [r["run"], str(r["n"])])
 
 
-def format_sweep_table(rows):
-    """A Markdown table: one row per weight decay (and dropout)."""
+def _epochs_cell(row, epochs):
+    trained = row["epochs_trained"]
+    return f"pruned at {trained}/{epochs}" if row["pruned"] else f"{trained}"
+
+
+def format_sweep_table(rows, epochs=None):
+    """A Markdown table: one row per weight decay (and dropout).
+
+    With `epochs` (a pruned sweep's), a last column gives the epochs each
+    row trained: `pruned at 7/30` for a row a pruner stopped (its values
+    are those after its last epoch).
+    """
     return _table(
         ("weight decay", "dropout", "seeds"),
         rows,
         lambda r: [f"{r['weight_decay']:g}", f"{r['dropout']:g}", str(r["n"])],
+        epochs,
     )
 
 
@@ -218,7 +239,9 @@ def plot_sweep(rows, path, title):
     """Validation and training accuracy against λ (log axis), error bars.
 
     λ = 0 is drawn a decade left of the smallest positive λ, labelled 0.
-    One curve per dropout rate.
+    One curve per dropout rate, through the complete rows; a row a pruner
+    stopped is a hollow marker, not joined, at its values when stopped
+    (labelled "pruned at epoch e").
     """
     pyplot = _pyplot()
     rates = sorted({row["weight_decay"] for row in rows})
@@ -249,21 +272,51 @@ def plot_sweep(rows, path, title):
                 (r for r in rows if r["dropout"] == dropout),
                 key=lambda r: r["weight_decay"],
             )
-            x = [where(r["weight_decay"]) for r in group]
+            complete = [r for r in group if not r.get("pruned")]
+            pruned = [r for r in group if r.get("pruned")]
             for metric, label in metrics:
                 colour, line, marker = _STYLES[style % len(_STYLES)]
                 style += 1
                 suffix = f", dropout {dropout:g}" if len(dropouts) > 1 else ""
                 axis.errorbar(
-                    x,
-                    [r[metric]["mean"] for r in group],
-                    yerr=[r[metric]["sd"] for r in group],
+                    [where(r["weight_decay"]) for r in complete],
+                    [r[metric]["mean"] for r in complete],
+                    yerr=[r[metric]["sd"] for r in complete],
                     color=colour,
                     linestyle=line,
                     marker=marker,
                     capsize=3,
                     label=label + suffix,
                 )
+                if not pruned:
+                    continue
+                axis.errorbar(
+                    [where(r["weight_decay"]) for r in pruned],
+                    [r[metric]["mean"] for r in pruned],
+                    yerr=[r[metric]["sd"] for r in pruned],
+                    color=colour,
+                    linestyle="none",
+                    marker=marker,
+                    markerfacecolor="white",
+                    markersize=8,
+                    capsize=3,
+                    label=(
+                        f"pruned{suffix}: hollow, values when stopped"
+                        if metric == metrics[0][0]
+                        else None
+                    ),
+                )
+                if metric == metrics[0][0] and axis is axes[0]:
+                    for r in pruned:
+                        axis.annotate(
+                            f"pruned\n@{r['epochs_trained']}",
+                            (where(r["weight_decay"]), r[metric]["mean"]),
+                            textcoords="offset points",
+                            xytext=(0, 8),
+                            ha="center",
+                            fontsize=6,
+                            color=colour,
+                        )
         axis.set_xscale("log")
         ticks = [where(r) for r in rates]
         axis.set_xticks(ticks, [f"{r:g}" for r in rates], fontsize=8)

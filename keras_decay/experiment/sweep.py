@@ -14,6 +14,13 @@ trains each on every seed; `--weight-decay auto` is the grid of λ = 0 and
 (`auto_grid`). `--dropout` is the same as a grid or range, uniform. Output: a
 table per λ (and dropout) of mean ± sd over the seeds, the best λ,
 `results.json` and `sweep.png` (accuracy against λ on a log axis).
+
+`--pruner median|hyperband` stops hopeless points early with Optuna's
+pruner (`engine.make_pruner`): one trial per point trains its seeds in
+lockstep and reports the mean over them after each epoch, so a point is
+dropped only on evidence from all its seeds; a pruned point is a result
+(never trained again, marked in the table, `results.json` and the figure)
+and the best λ is chosen among the points whose seeds all completed.
 """
 
 import math
@@ -87,6 +94,10 @@ def auto_grid(config):
 def plan(config):
     """The trials of `config`: every (λ, dropout) point on every seed.
 
+    One trial per point and seed; with a pruner (`--pruner median` or
+    `hyperband`), one trial per point that trains all its seeds in
+    lockstep, so that the pruner judges the point on all of them.
+
     Two ranges are drawn together (`--trials` pairs); a range and a grid
     are crossed (each drawn value with each grid value); `auto` is the
     grid of `auto_grid`.
@@ -102,26 +113,47 @@ def plan(config):
         points = [(r, d) for r in rates for d in dropouts]
     trials = []
     for rate, dropout in points:
+        point = dict(
+            run="sweep",
+            weight_decay=rate if rate > 0 else None,
+            dropout=dropout if dropout > 0 else None,
+        )
+        name = f"wd {rate:g} dropout {dropout:g}"
+        folder = os.path.join("trials", f"wd_{rate:g}-dropout_{dropout:g}")
+        if config.pruner != "none":
+            # One trial per point: its seeds in lockstep (`runner`).
+            seeds = ",".join(map(str, config.seeds))
+            trials.append(
+                Trial(
+                    **point,
+                    seed=config.seeds[0],
+                    label=f"{name} seeds {seeds}",
+                    dir=folder,
+                    seeds=config.seeds,
+                )
+            )
+            continue
         for seed in config.seeds:
             trials.append(
                 Trial(
-                    run="sweep",
-                    weight_decay=rate if rate > 0 else None,
-                    dropout=dropout if dropout > 0 else None,
+                    **point,
                     seed=seed,
-                    label=f"wd {rate:g} dropout {dropout:g} seed {seed}",
-                    dir=os.path.join(
-                        "trials",
-                        f"wd_{rate:g}-dropout_{dropout:g}-seed_{seed}",
-                    ),
+                    label=f"{name} seed {seed}",
+                    dir=f"{folder}-seed_{seed}",
                 )
             )
     return trials
 
 
 def best(rows):
-    """The row with the highest mean final validation accuracy."""
-    return max(rows, key=lambda r: r["val_accuracy"]["mean"])
+    """The row with the highest mean final validation accuracy among the
+    rows whose every seed completed (a pruned row's accuracy is from an
+    earlier epoch, and a pruned point lost on evidence from all its
+    seeds); `None` when none completed."""
+    complete = [r for r in rows if not r.get("pruned")]
+    if not complete:
+        return None
+    return max(complete, key=lambda r: r["val_accuracy"]["mean"])
 
 
 def run(config, say=print):
@@ -129,8 +161,11 @@ def run(config, say=print):
 
     Returns:
         The dict written to `results.json`: `settings`, `trials`,
-        `aggregate` (one row per λ and dropout, sorted), `best`
-        (its λ and dropout), `missing` and `wall_seconds`.
+        `aggregate` (one row per λ and dropout, sorted; `pruned` and
+        `epochs_trained` in each), `best` (its λ and dropout, among the
+        complete rows), `pruned` (λ, dropout and epochs of each pruned
+        row), `epochs_trained` (over every seed), `missing` and
+        `wall_seconds`.
 
     Raises:
         ExperimentError: a missing extra, an unusable `--logdir` or
@@ -161,6 +196,7 @@ def run(config, say=print):
         say("no trial is complete yet")
         return None
     top = best(rows)
+    pruned = [r for r in rows if r["pruned"]]
     payload = {
         "settings": dict(
             config.as_dict(),
@@ -170,18 +206,44 @@ def run(config, say=print):
         "environment": _common.environment(),
         "trials": results,
         "aggregate": rows,
-        "best": {
+        "best": None
+        if top is None
+        else {
             "weight_decay": top["weight_decay"],
             "dropout": top["dropout"],
         },
+        "pruned": [
+            {
+                "weight_decay": r["weight_decay"],
+                "dropout": r["dropout"],
+                "epochs_trained": r["epochs_trained"],
+            }
+            for r in pruned
+        ],
+        "epochs_trained": sum(
+            len(t["history"]["val_accuracy"]) for t in results
+        ),
         "missing": missing,
         "wall_seconds": seconds,
     }
-    table = report.format_sweep_table(rows) + (
-        f"\n\nbest: weight decay {top['weight_decay']:g}, dropout "
-        f"{top['dropout']:g}: val acc {top['val_accuracy']['mean']:.3f} "
-        f"(mean of {top['n']} seed(s))"
+    table = report.format_sweep_table(
+        rows, None if config.pruner == "none" else config.epochs
     )
+    if top is None:
+        table += "\n\nbest: none yet (every finished point was pruned)"
+    else:
+        table += (
+            f"\n\nbest: weight decay {top['weight_decay']:g}, dropout "
+            f"{top['dropout']:g}: val acc {top['val_accuracy']['mean']:.3f} "
+            f"(mean of {top['n']} seed(s))"
+        )
+    if config.pruner != "none":
+        table += (
+            f" among the {len(rows) - len(pruned)} complete point(s); "
+            f"{len(pruned)} pruned by --pruner {config.pruner}; "
+            f"{payload['epochs_trained']} of {len(results) * config.epochs} "
+            "seed-epochs trained"
+        )
     _common.write_outputs(
         config,
         payload,

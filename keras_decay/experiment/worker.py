@@ -88,8 +88,10 @@ def work(engine, logdir, *, quiet=False, started=None):
 
     Each trial ends with one line: its label (λ, dropout, seed), final and
     best validation accuracy, epochs trained, and the progress of the plan
-    (complete / planned trials, on every worker) with the time since
-    `started` (the command's start, `time.time()`; default: now).
+    (complete or pruned / planned trials, on every worker) with the time
+    since `started` (the command's start, `time.time()`; default: now). A
+    lockstep trial (a sweep with `--pruner`) trains its seeds together and
+    says whether it was pruned, the mean and each seed's val accuracy.
 
     Returns 0, or 1 when a trial failed with an error (the others still ran).
     """
@@ -99,6 +101,7 @@ def work(engine, logdir, *, quiet=False, started=None):
 
     started = time.time() if started is None else started
     settings, status = engine.settings, 0
+    engine.use_pruner(settings.get("pruner", "none"), settings["epochs"])
     backend = settings.get("backend")
     if backend is not None:
         import keras
@@ -122,14 +125,25 @@ def work(engine, logdir, *, quiet=False, started=None):
                 say_line(f"[{label}] {line}")
 
         stop = engine.heartbeat(taken)
+        pruned = False
         try:
-            result = runner.train_trial(
-                settings,
-                entry,
-                os.path.join(logdir, entry.dir),
-                say=say,
-                progress=True,
-            )
+            if entry.seeds:
+                result, pruned = runner.train_lockstep(
+                    settings,
+                    entry,
+                    logdir,
+                    engine.reporter(taken),
+                    say=say,
+                    progress=True,
+                )
+            else:
+                result = runner.train_trial(
+                    settings,
+                    entry,
+                    os.path.join(logdir, entry.dir),
+                    say=say,
+                    progress=True,
+                )
         except KeyboardInterrupt:
             engine.fail(taken, "interrupted")
             raise
@@ -155,16 +169,39 @@ def work(engine, logdir, *, quiet=False, started=None):
         finally:
             if stop is not None:
                 stop.set()
-        engine.finish(taken, result)
+        engine.finish(taken, result, pruned)
         done, planned = engine.progress()
+        finished = (
+            f"{done}/{planned} trials complete, "
+            f"{_elapsed(time.time() - started)} elapsed"
+        )
+        if entry.seeds:
+            say(_lockstep_line(result, pruned, settings["epochs"], finished))
+            continue
         say(
             f"done in {result['seconds']:.1f} s: val acc "
             f"{result['val_accuracy']:.3f} (best "
             f"{result['best_val_accuracy']:.3f} at epoch "
             f"{result['best_epoch']}), {result['epochs_trained']} epochs, "
-            f"memorized {result['memorized']:.3f} — {done}/{planned} "
-            f"trials complete, {_elapsed(time.time() - started)} elapsed"
+            f"memorized {result['memorized']:.3f} — {finished}"
         )
+
+
+def _lockstep_line(results, pruned, epochs, finished):
+    """The line ending a lockstep trial: pruned or done, the mean and each
+    seed's val accuracy, epochs trained."""
+    trained = results[0]["epochs_trained"]
+    verdict = f"pruned at epoch {trained}/{epochs}" if pruned else "done"
+    seconds = max(r["seconds"] for r in results)  # side by side
+    accuracies = [r["val_accuracy"] for r in results]
+    seeds = ", ".join(
+        f"seed {r['seed']} {r['val_accuracy']:.3f}" for r in results
+    )
+    return (
+        f"{verdict} in {seconds:.1f} s: mean val acc "
+        f"{sum(accuracies) / len(accuracies):.3f} ({seeds}), {trained} "
+        f"epoch(s) x {len(results)} seeds — {finished}"
+    )
 
 
 if __name__ == "__main__":
