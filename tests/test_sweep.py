@@ -545,7 +545,7 @@ def small_disk(tmp_path):
 
 
 def test_full_disk_is_one_line_the_journal_stays_whole_and_rerun_resumes(
-    small_disk,
+    small_disk, capsys
 ):
     folder, filler = small_disk
     logdir = folder / "out"
@@ -561,9 +561,11 @@ def test_full_disk_is_one_line_the_journal_stays_whole_and_rerun_resumes(
     for line in journal.splitlines():
         json.loads(line)  # every record whole
     filler.unlink()
-    done = _sweep(logdir, *argv)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "torn" not in done.stdout + done.stderr
+    # The rerun in this process (`--workers 0`): the failed command and its
+    # worker are gone, which is what the resume needs.
+    status, out, err = _sweep_here(logdir, capsys, *GRID, "--workers", "0")
+    assert status == 0, err[-3000:]
+    assert "torn" not in out + err
     keys = _planned_keys(weight_decay="0,1e-2", seeds="1,2")
     _assert_each_planned_trial_complete_once(_study(_journal(logdir)), keys)
 
