@@ -316,6 +316,8 @@ def test_cautious_mask_is_the_sign_agreement(name):
             cautious_weight_decay=cautious,
             decay_exclude=None,
         )
+        if cautious:
+            optimizer.track_cautious_fraction = True
         results[cautious] = _apply(optimizer, variable, [g])
         # The step counts the entries it decayed: 4 of 6.
         fraction = optimizer.cautious_fraction
@@ -325,6 +327,29 @@ def test_cautious_mask_is_the_sign_agreement(name):
     np.testing.assert_allclose(
         decayed, lr * wd * w0 * expected_mask, rtol=1e-6, atol=1e-7
     )
+
+
+def test_cautious_counting_is_opt_in_and_needs_cautious_decay():
+    w0 = np.array([1.0, -1.0, 2.0], "float32")
+    g = np.array([1.0, 1.0, -1.0], "float32")
+    optimizer = optimizers.SGD(
+        0.1, weight_decay=0.5, cautious_weight_decay=True, decay_exclude=None
+    )
+    assert optimizer.track_cautious_fraction is False
+    untracked = _apply(optimizer, keras.Variable(w0, name="w"), [g])
+    assert optimizer.cautious_fraction is None  # Not counted: no cost.
+    tracked = optimizers.SGD(
+        0.1, weight_decay=0.5, cautious_weight_decay=True, decay_exclude=None
+    )
+    tracked.track_cautious_fraction = True
+    same = _apply(tracked, keras.Variable(w0, name="w"), [g])
+    np.testing.assert_array_equal(untracked, same)  # Counting changes none.
+    assert tracked.cautious_fraction == pytest.approx(1 / 3)
+    plain = optimizers.SGD(0.1, weight_decay=0.5)
+    with pytest.raises(ValueError, match="needs cautious_weight_decay=True"):
+        plain.track_cautious_fraction = True
+    with pytest.raises(TypeError, match="track_cautious_fraction"):
+        tracked.track_cautious_fraction = "yes"
 
 
 @pytest.mark.parametrize("name", ["SGD", "Adam", "Lion"])

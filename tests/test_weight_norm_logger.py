@@ -1257,8 +1257,10 @@ def test_adamw_reaches_the_rotational_equilibrium(tmp_path):
 # -- cautious weight decay --------------------------------------------------
 
 
-@pytest.mark.parametrize("cautious", [True, False])
-def test_cautious_fraction_matches_numpy(tmp_path, cautious):
+@pytest.mark.parametrize(
+    "cautious, warm", [(True, False), (True, True), (False, False)]
+)
+def test_cautious_fraction_matches_numpy(tmp_path, cautious, warm):
     from keras_decay import optimizers
 
     # A linear model without bias, MSE, plain SGD: u = g, the mean-squared
@@ -1274,6 +1276,9 @@ def test_cautious_fraction_matches_numpy(tmp_path, cautious):
         0.05, weight_decay=0.5, cautious_weight_decay=cautious
     )
     model.compile(optimizer, "mse")
+    if warm:  # A step traced without counting: the logger rebuilds it.
+        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+        assert optimizer.cautious_fraction is None
     logger = WeightNormLogger(tmp_path, update_freq=1)
     capture = CaptureSteps()
     model.fit(
@@ -1291,7 +1296,9 @@ def test_cautious_fraction_matches_numpy(tmp_path, cautious):
         return
     path = model.layers[0].kernel.path
     logged = scalars(events, "decay/cautious_fraction")
-    assert [s for s, _ in logged] == [1, 2, 3, 4]
+    first = 3 if warm else 1  # One epoch (2 steps) before the logged fit.
+    assert [s for s, _ in logged] == list(range(first, first + 4))
+    assert optimizer.track_cautious_fraction
     fractions = []
     for t, (_, got) in enumerate(logged):
         w = capture.after[t][path]

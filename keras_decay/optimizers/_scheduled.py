@@ -231,6 +231,7 @@ class ScheduledHyperparameters:
         vars(self)["_cautious_weight_decay"] = cautious_weight_decay
         vars(self)["_max_learning_rate"] = None
         vars(self)["_cautious_counts"] = None
+        vars(self)["_track_cautious_fraction"] = False
         # Set by `from_config`: hyperparameters whose variable the saved
         # optimizer had under a schedule.
         vars(self)["_variables_under_schedule"] = ()
@@ -413,20 +414,49 @@ class ScheduledHyperparameters:
         return vars(self).get("_max_learning_rate")
 
     @property
+    def track_cautious_fraction(self):
+        """Whether each step counts the entries cautious decay decayed.
+
+        Off by default: the count is one more sum over every decayed
+        variable in every step, 10-20 % of a small model's step on XLA's
+        CPU backend (`benchmarks/bench_decay_modes.py`). `WeightNormLogger`
+        turns it on at the start of `fit` for a cautious optimizer (and
+        rebuilds the model's train function once, so that the step
+        counts); it stays on. Set it yourself to read `cautious_fraction`
+        without the logger, before the step is traced (before `fit`, or
+        call `model.make_train_function(force=True)` after). Setting True
+        needs `cautious_weight_decay=True`.
+        """
+        return vars(self)["_track_cautious_fraction"]
+
+    @track_cautious_fraction.setter
+    def track_cautious_fraction(self, value):
+        value = check_bool(value, "track_cautious_fraction")
+        if value and not self._cautious_weight_decay:
+            raise ValueError(
+                "track_cautious_fraction=True counts the entries cautious "
+                "decay decays: it needs cautious_weight_decay=True. "
+                f"Received: track_cautious_fraction={value!r} on an "
+                "optimizer with cautious_weight_decay=False"
+            )
+        vars(self)["_track_cautious_fraction"] = value
+
+    @property
     def cautious_fraction(self):
         """Of the entries the last step would decay, the fraction decayed.
 
         `sum(mask) / count`, over the variables the optimizer decays, of
         the last applied step (`mask = 1[u * w >= 0]`, see the module
         docstring): 1.0 where every update agreed in sign with its weight.
-        Counted by the step itself (one more sum per decayed variable).
-        A Python float; NaN before the first step or when no entry is
-        decayed; None without `cautious_weight_decay` or before the build.
-        (On JAX, during `fit`, the optimizer's variables are written back
-        only at the end of an epoch or when a callback syncs them.)
+        Counted by the step itself while `track_cautious_fraction` is on.
+        A Python float; NaN before the first counted step or when no
+        entry is decayed; None without `cautious_weight_decay`, before
+        the build, or while `track_cautious_fraction` is off. (On JAX,
+        during `fit`, the optimizer's variables are written back only at
+        the end of an epoch or when a callback syncs them.)
         """
         counts = vars(self).get("_cautious_counts")
-        if counts is None:
+        if counts is None or not self.track_cautious_fraction:
             return None
         kept, decayed = (float(ops.convert_to_numpy(c)) for c in counts)
         return kept / decayed if decayed > 0 else float("nan")
@@ -480,9 +510,10 @@ class ScheduledHyperparameters:
             agree = ops.greater_equal(ops.multiply(step, before), 0)
             keep = ops.cast(agree, variable.dtype)
             self.assign_sub(variable, before * keep * (wd * coefficient))
-            kept, decayed = vars(self)["_cautious_counts"]
-            self.assign_add(kept, ops.sum(ops.cast(agree, "float32")))
-            self.assign_add(decayed, float(np.prod(variable.shape)))
+            if self.track_cautious_fraction:  # Read when the step traces.
+                kept, decayed = vars(self)["_cautious_counts"]
+                self.assign_add(kept, ops.sum(ops.cast(agree, "float32")))
+                self.assign_add(decayed, float(np.prod(variable.shape)))
 
     def _update(self, gradient, variable, learning_rate):
         """The Keras class's update (reads the resolved hyperparameters)."""

@@ -175,7 +175,10 @@ class WeightNormLogger(keras.callbacks.Callback):
     optimizer, `decay/cautious_fraction` is, of the entries the logged
     step would decay, the fraction cautious decay kept decaying (where the
     update and the weight agree in sign), counted by the optimizer in its
-    step (`optimizer.cautious_fraction`).
+    step (`optimizer.cautious_fraction`): the logger turns on
+    `optimizer.track_cautious_fraction` at `on_train_begin` (the count
+    costs each step one more sum per decayed variable) and rebuilds the
+    model's train function once if that changed it.
 
     `w_last` is the value at the previous log (at the start of `fit` for the
     first log of a `fit`). Once per log also `weight_norm/global =
@@ -460,6 +463,7 @@ class WeightNormLogger(keras.callbacks.Callback):
                 f"once per steps_per_execution={group} steps: compile with "
                 "steps_per_execution=1 or pass rotation=False."
             )
+        self._count_cautious_entries()
         self._writer = self._open_writer() if self._should_write() else None
         self._described = set()
         sync_jax_state(self.model)
@@ -473,6 +477,18 @@ class WeightNormLogger(keras.callbacks.Callback):
             if self._writer is not None:
                 self._writer.write(0, hparams_summary(self.hparams))
             self._hparams_written = True
+
+    def _count_cautious_entries(self):
+        """Has a cautious optimizer count the entries it decays, for
+        `decay/cautious_fraction`: through its setter, then the model's
+        train function is rebuilt once (Keras' fit calls it by attribute
+        each step), so that a step traced before counts too."""
+        optimizer = unwrap_optimizer(getattr(self.model, "optimizer", None))
+        if getattr(optimizer, "cautious_weight_decay", False) is not True:
+            return
+        if not optimizer.track_cautious_fraction:
+            optimizer.track_cautious_fraction = True
+            self.model.make_train_function(force=True)
 
     def on_train_batch_begin(self, batch, logs=None):
         if self._rotation is None:
