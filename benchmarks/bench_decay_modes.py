@@ -1,8 +1,9 @@
 """Step time of each `weight_decay_mode` (and cautious decay) vs `"lr"`.
 
 `keras_decay.optimizers.AdamW` and `SGD(momentum=0.9)` with a warm-up then
-exponential-decay learning rate and `weight_decay=0.05`, in each of
-`weight_decay_mode="independent"`, `"corrected"` and with
+exponential-decay learning rate (peak 1e-3) and `weight_decay=0.05`, in
+each of `weight_decay_mode="independent"` (with the equivalent
+`weight_decay * eta_max`), `"corrected"` and with
 `cautious_weight_decay=True` (each mode), against the same optimizer in
 `"lr"` mode. One MLP per configuration is compiled and traced once; then
 each round times one `fit` epoch of `--steps` steps of every
@@ -27,6 +28,7 @@ import _per_backend  # noqa: E402  (first: it chooses the backend)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from keras_decay import conventions  # noqa: E402
 from keras_decay import optimizers  # noqa: E402
 from keras_decay import schedules  # noqa: E402
 
@@ -41,12 +43,22 @@ VARIANTS = {
 }
 
 
+PEAK = 1e-3
+WEIGHT_DECAY = 0.05  # In "lr" (and "corrected") terms.
+
+
 def _optimizer(cls, mode, cautious):
-    lr = schedules.Warmup(schedules.ExponentialDecay(1e-3, 100, 0.9), 20)
+    lr = schedules.Warmup(schedules.ExponentialDecay(PEAK, 100, 0.9), 20)
     kwargs = {"momentum": 0.9} if cls is optimizers.SGD else {}
+    # The same decay per step at the peak in every mode: "independent"
+    # takes lambda * eta_max (0.05 there would shrink the weights 5 % a
+    # step, into subnormal floats, whose arithmetic is slow on CPUs).
+    wd = WEIGHT_DECAY
+    if mode == "independent":
+        wd = conventions.convert(wd, "lr", mode, max_learning_rate=PEAK)
     return cls(
         lr,
-        weight_decay=0.05,
+        weight_decay=wd,
         weight_decay_mode=mode,
         cautious_weight_decay=cautious,
         **kwargs,
