@@ -92,15 +92,15 @@ _ONLY = {
 
 
 def pytest_xdist_auto_num_workers(config):
-    """`-n auto`: one worker a core, at most `MAX_WORKERS` (each imports
-    a backend: about 1 GiB of memory); one more in the TensorFlow pass,
+    """`-n auto`: one worker a core, and one more in the TensorFlow pass,
     whose backend-independent sweep tests mostly wait on their worker
     processes and servers (2 cores, 2026-12-03: 227 s against 249 s; the
-    JAX pass is no faster with a third worker)."""
-    workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    JAX pass is no faster with a third worker); at most `MAX_WORKERS`
+    (each imports a backend: about 1 GiB of memory)."""
+    workers = os.cpu_count() or 1
     if keras.backend.backend() == "tensorflow":
         workers += 1
-    return max(1, workers)
+    return min(workers, MAX_WORKERS)
 
 
 def _compiles_with_torch(item):
