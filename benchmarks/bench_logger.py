@@ -19,7 +19,9 @@ Then, without `fit`, on the backend `KERAS_BACKEND` selects:
                       over the same weights, compiled the same way (the
                       weights must be read at least once): 20.0M parameters
                       in 4 `Dense` kernels, and 300 variables of 16k-300k
-                      entries
+                      entries; the default (on a CPU: NumPy reads the
+                      variables in place) beside the device kernels an
+                      accelerator runs
     first log         set-up + trace + compile + first log of 500
                       `Dense(4)` layers (1,000 variables) and of 1,000
                       variables of 16 to 300k entries
@@ -54,6 +56,7 @@ import numpy as np  # noqa: E402
 
 from keras_decay import WeightDecay  # noqa: E402
 from keras_decay.callbacks import WeightNormLogger  # noqa: E402
+from keras_decay.callbacks._weight_norm_logger import _statistics  # noqa: E402
 
 
 def cnn(dense_units):
@@ -270,28 +273,42 @@ def _size(model):
 
 
 def log_vs_floor(name, model, log_root, calls=7):
-    """One log against one fused reduction over the same weights."""
-    logger = WeightNormLogger(os.path.join(log_root, "wide"))
-    logger.set_model(model)
-    logger.on_train_begin()
-    logger.on_epoch_end(0)  # Traces.
+    """One log against one fused reduction over the same weights: the
+    default (on a CPU, NumPy in place) and the backend's device kernels
+    (`CPU_IN_PLACE = False`, what an accelerator runs), alternated."""
+    loggers = {}
+    for in_place in (True, False):
+        _statistics.CPU_IN_PLACE = in_place
+        logger = WeightNormLogger(os.path.join(log_root, f"wide{in_place}"))
+        logger.set_model(model)
+        logger.on_train_begin()
+        logger.on_epoch_end(0)  # Traces.
+        loggers["in place" if in_place else "device kernels"] = logger
+    _statistics.CPU_IN_PLACE = True
     floor = fused_reduction(model.trainable_variables)
     floor()
-    logs, floors = [], []
-    for i in range(calls):  # Alternated, so both see the same load.
-        start = time.perf_counter()
-        logger.on_epoch_end(i + 1)
-        logs.append(time.perf_counter() - start)
+    times = {key: [] for key in loggers}
+    floors = []
+    for i in range(calls):  # Alternated, so all see the same load.
+        for key, logger in loggers.items():
+            start = time.perf_counter()
+            logger.on_epoch_end(i + 1)
+            times[key].append(time.perf_counter() - start)
         start = time.perf_counter()
         floor()
         floors.append(time.perf_counter() - start)
-    logger.on_train_end()
-    log, low = statistics.median(logs), statistics.median(floors)
+    low = statistics.median(floors)
     print(
-        f"one log, {name} ({_size(model) / 1e6:.1f}M): {log * 1e3:.1f} ms; "
-        f"fused reduction {low * 1e3:.1f} ms; ratio {log / low:.2f} "
-        "(target <= 3)"
+        f"one log, {name} ({_size(model) / 1e6:.1f}M): fused reduction "
+        f"{low * 1e3:.1f} ms"
     )
+    for key, logger in loggers.items():
+        logger.on_train_end()
+        log = statistics.median(times[key])
+        print(
+            f"  {key:<15} {log * 1e3:8.1f} ms; ratio {log / low:.2f} "
+            "(target <= 3)"
+        )
 
 
 def first_log(name, model, log_root):

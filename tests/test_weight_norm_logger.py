@@ -26,6 +26,7 @@ from keras import ops  # noqa: E402
 from keras_decay import WeightDecay  # noqa: E402
 from keras_decay._keras_compat import sync_jax_state  # noqa: E402
 from keras_decay.callbacks import WeightNormLogger  # noqa: E402
+from keras_decay.callbacks._weight_norm_logger import _statistics  # noqa: E402
 from tests._events import iter_events  # noqa: E402
 from tests._events import read_events  # noqa: E402
 from tests._events import scalars  # noqa: E402
@@ -121,10 +122,25 @@ def np_ratio(now, last):
     return np.linalg.norm(now - last) / denominator
 
 
-# d=13108: a 13108 x 5 kernel, more than the 65,536 entries up to which
-# variables are reduced together in one flat vector: reduced on its own.
-@pytest.mark.parametrize("d", [6, 13108], ids=["small", "large_kernel"])
-def test_epoch_logs_match_numpy(tmp_path, d):
+@pytest.fixture(params=["in_place", "device_kernels"])
+def reduction(request, monkeypatch):
+    """Both ways a large variable is reduced: on a CPU, in place by NumPy
+    (the default), and by the backend's kernels (as on an accelerator)."""
+    in_place = request.param == "in_place"
+    monkeypatch.setattr(_statistics, "CPU_IN_PLACE", in_place)
+    return request.param
+
+
+# d=13108: a 13108 x 5 kernel, more than one host chunk (65,536 entries)
+# and more than the size up to which an accelerator's variables are
+# fetched to the host.
+@pytest.mark.parametrize(
+    "d, in_place",
+    [(6, True), (13108, True), (13108, False)],
+    ids=["small", "large_kernel", "device_kernels"],
+)
+def test_epoch_logs_match_numpy(tmp_path, monkeypatch, d, in_place):
+    monkeypatch.setattr(_statistics, "CPU_IN_PLACE", in_place)
     x, y = make_data(d=d)
     scale = np.sqrt(d / 6.0)  # The same scale of output and loss for any d.
     x, y = x / scale, y / scale
@@ -380,7 +396,7 @@ def test_more_than_2000_tags_warns_once_naming_group_by(tmp_path):
         by_layer.on_train_end()
 
 
-def test_bfloat16_variables_match_numpy(tmp_path):
+def test_bfloat16_variables_match_numpy(tmp_path, reduction):
     # bfloat16 variables, one over the host-reduction size (1000 x 5): the
     # statistics are those of the exact bfloat16 values, in float32.
     keras.utils.set_random_seed(2)
@@ -484,8 +500,8 @@ def test_nonfinite_without_stop_continues(tmp_path):
     assert model.layers[0].bias.path in logger.nonfinite_variables
 
 
-def test_nonfinite_variable_has_every_statistic_nan(tmp_path):
-    # A 1000 x 5 kernel (reduced by the backend's kernel) holds a NaN, a
+def test_nonfinite_variable_has_every_statistic_nan(tmp_path, reduction):
+    # A 1000 x 5 kernel (more than HOST_SIZE entries) holds a NaN, a
     # 5-entry bias (reduced on the host) only an Inf: on every backend every
     # statistic of both says NaN, the counts are exact, the rest is finite.
     model = make_model(d=1000)

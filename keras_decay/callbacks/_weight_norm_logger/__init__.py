@@ -1,8 +1,10 @@
-"""`WeightNormLogger`, in three parts.
+"""`WeightNormLogger`, in parts.
 
-`_statistics` computes every number (one compiled function per backend,
-keyed by tag), `_summaries` and `_writer` turn them into TensorBoard event
-files without TensorFlow, and `_callback` decides when to log.
+`_statistics` computes every number, from the sums `_host` takes with
+NumPy over the variables' own memory (on a CPU) or the backend's kernels
+(on an accelerator); `_rotation` the angles of `rotation=True`;
+`_summaries` and `_writer` turn them into TensorBoard event files without
+TensorFlow, and `_callback` decides when to log.
 """
 
 from keras_decay.callbacks._weight_norm_logger._callback import WeightNormLogger

@@ -196,20 +196,23 @@ class WeightNormLogger(keras.callbacks.Callback):
 
     Each variable is reduced once per log to a few sums (`sum(w**2)`,
     `sum((w - w_last)**2)`, the count of tiny entries, and `sum(abs(w))`,
-    `max(abs(w))` when logged) by a kernel compiled once per distinct
-    shape and dtype (a `tf.function` on TensorFlow, `jax.jit` on JAX,
-    eager chunks of
-    `torch.linalg.vector_norm` on PyTorch); variables of at most 4,096
-    entries are reduced on the host with NumPy. Everything else is derived
-    in float64 on the host: `norm(w_last)` is the previous log's
-    `weight_norm`, and non-finite entries are counted (one more pass) only
-    where `sum(w**2)` is not finite. The kernels are built once per model
+    `max(abs(w))` when logged). A variable in the host's memory (every
+    variable on a CPU) is read in place, without a copy, and reduced with
+    NumPy in cache-sized chunks: one pass over the weights and the
+    snapshot. On an accelerator, a variable of more than 4,096 entries is
+    reduced on the device by a kernel compiled once per distinct shape and
+    dtype (a `tf.function` on TensorFlow, `jax.jit` on JAX, eager chunks
+    of `torch.linalg.vector_norm` on PyTorch), smaller ones are fetched
+    and reduced on the host. Everything else is derived in float64 on the
+    host: `norm(w_last)` is the previous log's `weight_norm`, and
+    non-finite entries are counted (one more pass) only where `sum(w**2)`
+    is not finite. The kernels are built once per model
     and reused by later fits. Events are written with TensorBoard's record
     writer (TensorFlow is not imported on the other backends) and flushed
     at each log, so a killed process loses at most the log being written.
     The logger keeps a copy of each trainable variable (the `w_last`
-    snapshot, updated in place): as much extra memory as the trainable
-    weights.
+    snapshot, updated in place; in host memory for CPU variables): as much
+    extra memory as the trainable weights.
 
     A variable with a NaN or Inf entry has every statistic NaN but
     `nonfinite` (its count), on every backend, and so has

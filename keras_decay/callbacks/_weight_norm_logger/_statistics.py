@@ -1,4 +1,4 @@
-"""The logger's statistics: one small compiled kernel per shape and dtype.
+"""The logger's statistics: one pass over each variable's own memory.
 
 Each variable is reduced on its own, to a few sums (`SUMS`); everything
 else is derived on the host, in float64, from those sums and from the
@@ -9,27 +9,39 @@ previous log:
 - non-finite entries are counted (one more pass) only for a variable whose
   `sum(w**2)` is not finite: only then can it have one.
 
-Variables of more than `HOST_SIZE` entries are reduced by a kernel compiled
-once per distinct `(shape, dtype)` and called once per variable (a model of
-1,000 variables has a few dozen shapes: one giant compiled function over
-every variable traces and compiles far longer); the snapshot stays on the
-device, updated in place where the backend allows it. Smaller ones are
-fetched and reduced with NumPy on the host, with their snapshot there: for
-them a kernel launch costs more than the transfer.
+A variable that lives in the host's memory (every variable on a CPU) is
+read in place, without a copy, as a NumPy array (JAX's `device_get`,
+PyTorch's `numpy()`, TensorFlow's DLPack), and reduced by NumPy in chunks
+that stay in the processor's cache, one pass over the weights and the
+snapshot (`_host.host_sums`; XLA's CPU backend runs several reductions of
+one array as a scalar loop). The snapshot is a NumPy array, the one copy
+the logger keeps. The views are dropped before the log returns (JAX does
+not donate a buffer that a NumPy array still holds; TensorFlow copies a
+variable assigned while a tensor still holds it).
 
-The backend kernels (`_TensorFlow`, `_JAX`, `_Torch`) all compute the
-`SUMS` in float32 from the variable and its snapshot, and replace the
-snapshot with the variable; `Statistics` does the rest.
+A variable on an accelerator with more than `HOST_SIZE` entries is reduced
+on the device, by a kernel compiled once per distinct `(shape, dtype)` and
+called once per variable (`_TensorFlow`, `_JAX`, `_Torch`: the same sums in
+float32, the snapshot on the device, replaced by the variable); smaller
+ones are fetched to the host (for them a kernel launch costs more than the
+transfer). `CPU_IN_PLACE = False` sends CPU variables down that device path
+too (the tests use it to check the device kernels on a CPU).
 """
 
 import keras
 import numpy as np
 from keras import ops
 
+from keras_decay.callbacks._weight_norm_logger._host import SPARSITY_THRESHOLD
+from keras_decay.callbacks._weight_norm_logger._host import Scratch
+from keras_decay.callbacks._weight_norm_logger._host import host_sums
+
 NORM_PREFIX = {"l2": "weight_norm", "l1": "weight_l1", "max": "weight_max"}
-SPARSITY_THRESHOLD = 1e-3
 HISTOGRAM_BUCKETS = 30
 HOST_SIZE = 4096
+# Whether variables in the host's memory are read in place (see the module
+# docstring); False only in tests of the device kernels.
+CPU_IN_PLACE = True
 # Entries a PyTorch kernel reduces at a time (1 MiB of float32): the
 # temporaries stay in cache and the peak memory stays small.
 TORCH_CHUNK = 1 << 18
@@ -42,21 +54,6 @@ def _sum_names(norms, constraint):
     names = ["square", "change", "tiny"]
     wanted = set(norms) | ({"max"} if constraint else set())
     return names + [n for n in ("l1", "max") if n in wanted]
-
-
-def _host_sums(w, last, names):
-    """`_sum_names` values of a NumPy array and its snapshot, float64."""
-    w = np.asarray(w, np.float64).reshape(-1)
-    last = np.asarray(last, np.float64).reshape(-1)
-    abs_w = np.abs(w)
-    values = {
-        "square": np.dot(w, w),
-        "change": np.sum(np.square(w - last)),
-        "tiny": np.count_nonzero(abs_w < SPARSITY_THRESHOLD),
-        "l1": np.sum(abs_w),
-        "max": np.max(abs_w) if w.size else 0.0,
-    }
-    return [values[n] for n in names]
 
 
 def histogram_row(w):
@@ -149,14 +146,20 @@ class Statistics:
         self.sizes = np.array(
             [int(np.prod(v.shape)) for v in self.variables], np.float64
         )
-        self.host = [i for i, n in enumerate(self.sizes) if n <= HOST_SIZE]
-        self.device = [i for i, n in enumerate(self.sizes) if n > HOST_SIZE]
+        backend = _BACKENDS[keras.backend.backend()]
+        on_host = [
+            n <= HOST_SIZE or (CPU_IN_PLACE and backend.on_cpu(v))
+            for v, n in zip(self.variables, self.sizes)
+        ]
+        self.host = [i for i, h in enumerate(on_host) if h]
+        self.device = [i for i, h in enumerate(on_host) if not h]
         self.regularized = [
             i
             for i, v in enumerate(self.variables)
             if getattr(v, "regularizer", None) is not None
         ]
-        self._backend = _BACKENDS[keras.backend.backend()](self)
+        self._backend = backend(self)
+        self._scratch = Scratch()
         self._host_lasts = None
         self._last_square = None
 
@@ -170,13 +173,16 @@ class Statistics:
     def _sums(self, reset):
         """`[variables, sum_names]` float64; moves every snapshot."""
         sums = np.zeros((len(self.variables), len(self.sum_names)))
-        values = self._backend.fetch([self.variables[i] for i in self.host])
+        # Views of the variables' own memory where it is the host's: kept
+        # no longer than this call (module docstring).
+        values = self._backend.view([self.variables[i] for i in self.host])
         if reset:
             self._host_lasts = [np.array(v) for v in values]
-        for row, (i, value) in enumerate(zip(self.host, values)):
-            last = self._host_lasts[row]
-            sums[i] = _host_sums(value, last, self.sum_names)
-            last[...] = value
+        if self.host:
+            sums[self.host] = host_sums(
+                values, self._host_lasts, self.sum_names, self._scratch
+            )
+        del values
         # Called without device variables too: on TensorFlow the same call
         # computes the penalty.
         rows = self._backend.sums(reset)
@@ -206,7 +212,11 @@ class Statistics:
         square = sums["square"]
         nonfinite = np.zeros(len(self.variables))
         for i in np.flatnonzero(~np.isfinite(square)):
-            nonfinite[i] = self._backend.count_nonfinite(self.variables[i])
+            if i in self.host:
+                (value,) = self._backend.view([self.variables[i]])
+                nonfinite[i] = np.count_nonzero(~np.isfinite(value))
+            else:
+                nonfinite[i] = self._backend.count_nonfinite(self.variables[i])
         last, self._last_square = self._last_square, square
         sums.update(last=last, nonfinite=nonfinite, size=self.sizes)
         if "constraint" in self.columns:
@@ -245,7 +255,7 @@ class Statistics:
         scalars = dict(zip(tags, vector.tolist()))
         histograms = {}
         if self.histograms:
-            values = self._backend.fetch(self.variables)
+            values = self._backend.view(self.variables)
             for g, name in enumerate(histogram_names):
                 members = np.flatnonzero(self.group_ids == g)
                 flat = [np.reshape(values[i], [-1]) for i in members]
@@ -351,8 +361,26 @@ class _TensorFlow:
         rows, self._last_penalty = self._sums()
         return rows.numpy().astype(np.float64)
 
-    def fetch(self, variables):
-        return [self._value(v).numpy() for v in variables]
+    @staticmethod
+    def on_cpu(variable):
+        import tensorflow as tf
+
+        device = tf.convert_to_tensor(variable.value).device
+        return tf.DeviceSpec.from_string(device).device_type == "CPU"
+
+    def view(self, variables):
+        """NumPy arrays of the values: the tensors' own memory on a CPU
+        (DLPack); a copy for bfloat16 (NumPy has none) and where tensors
+        have no `__dlpack__` (TensorFlow 2.16)."""
+        values = []
+        for value in map(self._value, variables):
+            shared = value.dtype.name in ("float16", "float32", "float64")
+            shared = shared and hasattr(value, "__dlpack__")
+            if shared and "CPU" in value.device.upper():
+                values.append(np.from_dlpack(value))
+            else:
+                values.append(value.numpy())
+        return values
 
     def count_nonfinite(self, variable):
         return float(_count_nonfinite(self._value(variable)))
@@ -412,7 +440,13 @@ class _JAX:
             rows.append(stats)
         return np.asarray(jax.device_get(rows), np.float64)
 
-    def fetch(self, variables):
+    @staticmethod
+    def on_cpu(variable):
+        devices = _addressable(variable.value).devices()
+        return all(d.platform == "cpu" for d in devices)
+
+    def view(self, variables):
+        """NumPy arrays of the values (the arrays' own memory on a CPU)."""
         import jax
 
         return jax.device_get([_addressable(v.value) for v in variables])
@@ -501,7 +535,12 @@ class _Torch:
             [torch.as_tensor(totals[n], dtype=f32) for n in names]
         )
 
-    def fetch(self, variables):
+    @staticmethod
+    def on_cpu(variable):
+        return variable.value.device.type == "cpu"
+
+    def view(self, variables):
+        """NumPy arrays of the values (the tensors' own memory on a CPU)."""
         import torch
 
         values = [v.value.detach().cpu() for v in variables]
