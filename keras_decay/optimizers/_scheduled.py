@@ -232,6 +232,8 @@ class ScheduledHyperparameters:
         vars(self)["_max_learning_rate"] = None
         vars(self)["_cautious_counts"] = None
         vars(self)["_track_cautious_fraction"] = False
+        # `(id(rate), dtype, rate, ratio)`: this step's `_mode_ratio`.
+        vars(self)["_step_ratio"] = None
         # Set by `from_config`: hyperparameters whose variable the saved
         # optimizer had under a schedule.
         vars(self)["_variables_under_schedule"] = ()
@@ -464,6 +466,7 @@ class ScheduledHyperparameters:
     def _begin_step(self, learning_rate):
         """Once per applied step, before the per-variable updates:
         `eta_max` takes this step's rate, the cautious counts restart."""
+        vars(self)["_step_ratio"] = None
         variable = vars(self).get("_max_learning_rate")
         if variable is not None:
             self.assign(
@@ -540,23 +543,44 @@ class ScheduledHyperparameters:
         multiplier = self._decay_multiplier(model_variable)
         if multiplier == 0.0:
             return None
-        lr = ops.cast(learning_rate, variable.dtype)
         wd = ops.cast(self._resolve(name), variable.dtype)
         if multiplier != 1.0:
             wd = wd * multiplier
-        mode = self._weight_decay_mode
-        if mode == "lr":
-            return wd, lr
-        base = ops.cast(base_learning_rate, variable.dtype)
+        if self._weight_decay_mode == "lr":
+            return wd, ops.cast(learning_rate, variable.dtype)
+        ratio = self._mode_ratio(base_learning_rate, variable.dtype)
+        lr_multiplier = self._lr_multiplier(model_variable)
+        if lr_multiplier != 1.0:
+            ratio = ratio * lr_multiplier
+        return wd, ratio
+
+    def _mode_ratio(self, base_learning_rate, dtype):
+        """`lr_t / eta_max` ("independent") or `lr_t * lr_t / eta_max`
+        ("corrected") of this step, in `dtype` (0 when `eta_max` is 0).
+
+        The same for every variable of a step: on PyTorch, which runs
+        each operation as it comes, computed for the step's first decayed
+        variable and reused (`_begin_step` forgets it); TensorFlow's and
+        XLA's graphs compute it once anyway.
+        """
+        cached = vars(self)["_step_ratio"]
+        if cached is not None and cached[:2] == (id(base_learning_rate), dtype):
+            return cached[3]
+        base = ops.cast(base_learning_rate, dtype)
         eta_max = ops.maximum(
-            ops.cast(vars(self)["_max_learning_rate"], variable.dtype), base
+            ops.cast(vars(self)["_max_learning_rate"], dtype), base
         )
         positive = ops.greater(eta_max, 0)
         # Where eta_max is 0, so is every learning rate: no decay.
         divisor = ops.where(positive, eta_max, ops.ones_like(eta_max))
-        if mode == "independent":
-            return wd, lr / divisor
-        return wd, lr * (base / divisor)
+        ratio = base / divisor
+        if self._weight_decay_mode == "corrected":
+            ratio = base * ratio
+        if keras.backend.backend() == "torch":
+            # The rate itself is kept with its id: the id cannot be reused.
+            key = (id(base_learning_rate), dtype, base_learning_rate)
+            vars(self)["_step_ratio"] = key + (ratio,)
+        return ratio
 
     def get_config(self):
         config = super().get_config()
