@@ -12,7 +12,9 @@ line.
 import argparse
 import importlib.util
 import os
+import signal
 import sys
+import threading
 
 from keras_decay_cli import options as options_lib
 
@@ -127,6 +129,18 @@ def _check_backend():
     return None
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is, so that it stops its workers
+    (as on Ctrl-C) instead of leaving them behind."""
+
+
+def _terminate(signum, frame):
+    from keras_decay.experiment.worker import request_stop
+
+    request_stop()  # Also when the exception is swallowed (a destructor).
+    raise _Terminated
+
+
 def _run(args):
     from keras_decay.experiment.data import ExperimentError
 
@@ -145,9 +159,18 @@ def _run(args):
             from keras_decay.experiment import compare as module
         else:
             from keras_decay.experiment import sweep as module
+        from keras_decay.experiment.worker import request_stop
         from keras_decay.experiment.worker import say_line
 
-        module.run(config, say=say_line)
+        request_stop(False)
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _terminate)
+        try:
+            module.run(config, say=say_line)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
     except (TypeError, ValueError) as error:
         print(f"{prefix} {error}", file=sys.stderr)
         return 2
@@ -159,6 +182,13 @@ def _run(args):
 
         print(f"{prefix} {write_error(error)}", file=sys.stderr)
         return 1
+    except _Terminated:
+        print(
+            f"keras-decay {command}: terminated (SIGTERM); its workers were "
+            "stopped, and a rerun trains what is left",
+            file=sys.stderr,
+        )
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"keras-decay {command}: interrupted", file=sys.stderr)
         return 130

@@ -30,6 +30,7 @@ import pytest
 
 import keras_decay_cli as cli
 from keras_decay.experiment import engine as engine_lib
+from keras_decay.experiment import pool
 from keras_decay.experiment import report
 from keras_decay.experiment import sweep
 from keras_decay.experiment.data import load_data
@@ -570,24 +571,29 @@ def test_full_disk_is_one_line_the_journal_stays_whole_and_rerun_resumes(
     _assert_each_planned_trial_complete_once(_study(_journal(logdir)), keys)
 
 
+def _running_trial(process, logdir):
+    """The number of a trial a worker of `process` is training."""
+    journal = logdir / engine_lib.JOURNAL_NAME
+    running = optuna.trial.TrialState.RUNNING
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if process.poll() is not None:
+            break
+        if journal.exists():
+            for trial in _study(_journal(logdir)).get_trials():
+                if trial.state == running and "worker" in trial.user_attrs:
+                    return trial.number
+    raise AssertionError(process.communicate()[1][-2000:])
+
+
 def test_worker_killed_mid_trial_then_rerun_completes_without_duplicate(
     tmp_path, capsys
 ):
     argv = ["--weight-decay", "1e-3,1e-2", "--seeds", "1", "--workers", "1"]
     process = _sweep(tmp_path, *argv, wait=False)
-    journal = tmp_path / engine_lib.JOURNAL_NAME
+    victim = _running_trial(process, tmp_path)
     running = optuna.trial.TrialState.RUNNING
-    deadline = time.monotonic() + 300
-    victim = None
-    while victim is None and time.monotonic() < deadline:
-        time.sleep(0.5)
-        if process.poll() is not None:
-            break
-        if journal.exists():
-            for trial in _study(_journal(tmp_path)).get_trials():
-                if trial.state == running and "worker" in trial.user_attrs:
-                    victim = trial.number
-    assert victim is not None, process.communicate()[1][-2000:]
     # The whole command dies at once, as when a machine is lost.
     os.killpg(process.pid, signal.SIGKILL)
     process.communicate()
@@ -612,6 +618,37 @@ def test_worker_killed_mid_trial_then_rerun_completes_without_duplicate(
     assert dead.user_attrs["status"] == "worker died"
     written = json.loads((tmp_path / "results.json").read_text())
     assert len(written["trials"]) == 2
+
+
+def test_sigterm_stops_the_workers_in_one_line_and_a_rerun_resumes(
+    tmp_path, capsys
+):
+    # SIGTERM to the command alone (a job scheduler, `kill`): it stops its
+    # workers instead of leaving them training, and says so in one line.
+    argv = ["--weight-decay", "1e-3,1e-2", "--seeds", "1", "--workers", "1"]
+    process = _sweep(tmp_path, *argv, wait=False)
+    victim = _running_trial(process, tmp_path)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, err[-2000:]
+    said = [line for line in err.splitlines() if not pool._NOISE.match(line)]
+    assert said[-1].startswith("keras-decay sweep: terminated (SIGTERM)")
+    assert "Traceback" not in err, "\n".join(said)[-3000:]
+    trial = _study(_journal(tmp_path)).trials[victim]
+    worker = trial.user_attrs["worker"]
+    assert not engine_lib._alive(worker["pid"], worker["start"])
+    # Failed as interrupted; or done, when the signal landed in a destructor
+    # (Python then only prints the KeyboardInterrupt) and the worker ended
+    # the trial in hand without taking another.
+    state = optuna.trial.TrialState
+    assert (trial.state, trial.user_attrs.get("status")) in [
+        (state.FAIL, "interrupted"),
+        (state.COMPLETE, "done"),
+    ], (trial.state, trial.user_attrs)
+    status, _, err = _sweep_here(tmp_path, capsys, *argv[:-1], "0")
+    assert status == 0, err[-3000:]
+    keys = _planned_keys(weight_decay="1e-3,1e-2", seeds="1")
+    _assert_each_planned_trial_complete_once(_study(_journal(tmp_path)), keys)
 
 
 # -- PostgreSQL: two "machines" on one study --------------------------------

@@ -6,7 +6,9 @@ that take its trials until none is waiting; it re-queues the trials of a
 worker that died and starts the workers again, at most three rounds, and
 fails in one line when every worker dies with trials still waiting. With
 `workers=0` the trials are trained in this process instead. A worker's
-stderr is forwarded without TensorFlow's start-up lines.
+stderr is forwarded without TensorFlow's start-up lines. Interrupted
+(Ctrl-C, SIGTERM), the command stops its workers (SIGTERM, then SIGKILL
+after `TERMINATE_SECONDS`).
 """
 
 import os
@@ -35,9 +37,17 @@ _NOISE = re.compile(
 )
 
 
-def _forward(stream):
-    """Copies a worker's stderr to ours, without TensorFlow's noise."""
+# Seconds a worker has to stop after SIGTERM before it is killed.
+TERMINATE_SECONDS = 30
+
+
+def _forward(stream, muted):
+    """Copies a worker's stderr to ours, without TensorFlow's noise, until
+    `muted` is set (the workers are being stopped: what they print while
+    dying is not the command's to say)."""
     for line in stream:
+        if muted.is_set():
+            continue
         if line.strip() and not _NOISE.match(line):
             sys.stderr.write(line)
             sys.stderr.flush()
@@ -79,8 +89,9 @@ def run_workers(storage, study, logdir, *, workers, quiet, started=None):
         )
         for _ in range(workers)
     ]
+    muted = threading.Event()
     forwarders = [
-        threading.Thread(target=_forward, args=(p.stderr,), daemon=True)
+        threading.Thread(target=_forward, args=(p.stderr, muted), daemon=True)
         for p in processes
     ]
     for forwarder in forwarders:
@@ -91,10 +102,19 @@ def run_workers(storage, study, logdir, *, workers, quiet, started=None):
             forwarder.join(timeout=5)
         return codes
     except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM): stop the workers, then kill any
+        # still there after TERMINATE_SECONDS. A trial stopped half-way is
+        # failed as interrupted (or, killed, re-queued by the next run).
+        muted.set()
         for process in processes:
             process.terminate()
+        deadline = time.monotonic() + TERMINATE_SECONDS
         for process in processes:
-            process.wait()
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         raise
 
 

@@ -14,6 +14,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 import time
 
 # The exit status of a worker that stopped on a full disk (EX_TEMPFAIL):
@@ -31,7 +32,23 @@ def _first_line(error):
     return lines[0] if lines else ""
 
 
+# Set by SIGTERM. The KeyboardInterrupt the signal raises can be swallowed
+# (raised inside a destructor, it is only printed): then the worker takes
+# no further trial.
+_TERMINATED = threading.Event()
+
+
+def request_stop(stop=True):
+    """No further trial is taken by `work` in this process (`stop=False`:
+    the command starts again)."""
+    if stop:
+        _TERMINATED.set()
+    else:
+        _TERMINATED.clear()
+
+
 def _interrupt(signum, frame):
+    request_stop()
     raise KeyboardInterrupt
 
 
@@ -112,7 +129,7 @@ def work(engine, logdir, *, quiet=False, started=None):
                 f"process runs KERAS_BACKEND={keras.backend.backend()} "
                 "(numbers from two backends would be averaged together)"
             )
-    while True:
+    while not _TERMINATED.is_set():
         engine.reap()
         engine.top_up()
         taken = engine.take()
@@ -185,6 +202,7 @@ def work(engine, logdir, *, quiet=False, started=None):
             f"{result['best_epoch']}), {result['epochs_trained']} epochs, "
             f"memorized {result['memorized']:.3f} — {finished}"
         )
+    return 130  # SIGTERM: the trial in hand ended, no other is taken.
 
 
 def _lockstep_line(results, pruned, epochs, finished):
